@@ -33,9 +33,7 @@ class ActionChunk:
             raise ValueError(f'joint names must be unique and non-empty: {names}')
         targets = np.array(self.targets, dtype=np.float64, copy=True)
         if targets.ndim != 2 or targets.shape[0] < 1 or targets.shape[1] != len(names):
-            raise ValueError(
-                f'targets must be (H>=1, DoF={len(names)}), got shape {targets.shape}'
-            )
+            raise ValueError(f'targets must be (H>=1, DoF={len(names)}), got shape {targets.shape}')
         if not np.all(np.isfinite(targets)):
             raise ValueError('targets contain NaN or Inf')
         if not (np.isfinite(self.dt) and self.dt > 0.0):

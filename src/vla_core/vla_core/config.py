@@ -193,7 +193,7 @@ def iter_params(cls: type[Config], prefix: str = '') -> Iterator[ParamSpec]:
             continue
         meta = f.metadata.get(_META_KEY)
         if meta is None:
-            raise TypeError(f"{cls.__name__}.{f.name} must be declared with param(...)")
+            raise TypeError(f'{cls.__name__}.{f.name} must be declared with param(...)')
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         if required:
             default = None
