@@ -1,8 +1,9 @@
 """The action chunk: the one currency between policy, expert, arbiter, recorder and controller.
 
-A chunk is computed from one observation taken at ``stamp`` (seconds, the robot's clock) and holds
-``H`` future joint targets; target ``i`` is meant for time ``stamp + i * dt``. Consumers look actions
-up by time, so inference latency is compensated and a chunk whose time has passed can be refused.
+A chunk is computed from one observation taken at ``stamp`` (seconds, the robot's clock) and
+holds ``H`` future joint targets; target ``i`` is meant for time ``stamp + i * dt``. Consumers look
+actions up by time, so inference latency is compensated and a chunk whose time has passed can be
+refused.
 The ROS message ``vla_interfaces/msg/ActionChunk`` carries exactly these fields
 (``vla_ros_common.conversions`` converts both ways).
 """

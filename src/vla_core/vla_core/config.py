@@ -66,7 +66,7 @@ def param(
     default: Any = dataclasses.MISSING,
     *,
     description: str,
-    range: tuple[float, float] | None = None,  # noqa: A002 - mirrors ROS's ParameterDescriptor
+    range: tuple[float, float] | None = None,
     choices: tuple[Any, ...] | None = None,
     read_only: bool = False,
     default_factory: Any = dataclasses.MISSING,
@@ -144,9 +144,8 @@ def _coerce_scalar(name: str, tp: type, value: Any) -> Any:
             if math.isnan(value):
                 raise ConfigError(name, 'is NaN')
             return float(value)
-    elif tp is str:
-        if isinstance(value, str):
-            return value
+    elif tp is str and isinstance(value, str):
+        return value
     raise ConfigError(name, f'expected {tp.__name__}, got {type(value).__name__} {value!r}')
 
 
