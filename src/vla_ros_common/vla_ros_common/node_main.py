@@ -1,0 +1,117 @@
+"""Start, spin and stop nodes the same way everywhere (``ros2 run``, launch, the embedded runner).
+
+Jazzy- and Humble-compatible. Ctrl-C/SIGTERM stop the executor first and destroy the nodes while
+the context is still alive, so a command node can publish its safe stop in ``destroy_node``; only
+then is rclpy shut down. A configuration error is one clear line and exit code 2, not a traceback.
+Lifecycle nodes are configured and activated on start unless their ``autostart`` parameter is
+false, as a lifecycle manager would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+import signal
+import sys
+import threading
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
+from vla_core.config import ConfigError
+
+__all__ = ['StopSignal', 'activate_lifecycle', 'run_node', 'spin_nodes']
+
+
+class StopSignal:
+    """Set by SIGINT/SIGTERM (installed in the main thread) or by a deadline."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.reason = ''
+        self.failed = False
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self.set(signal.Signals(signum).name)
+
+    def set(self, reason: str, *, failed: bool = False) -> None:
+        if not self.event.is_set():
+            self.reason = reason
+            self.failed = failed
+            self.event.set()
+
+    def wait(self, timeout: float | None) -> bool:
+        return self.event.wait(timeout)
+
+
+def activate_lifecycle(node: LifecycleNode) -> None:
+    """configure + activate, raising RuntimeError naming the node if a transition fails."""
+    for transition in ('configure', 'activate'):
+        result = getattr(node, f'trigger_{transition}')()
+        if result != TransitionCallbackReturn.SUCCESS:
+            raise RuntimeError(f"node '{node.get_name()}' failed to {transition} ({result.name})")
+
+
+def autostart(node: Node) -> bool:
+    if not node.has_parameter('autostart'):
+        node.declare_parameter('autostart', True)
+    return bool(node.get_parameter('autostart').value)
+
+
+def spin_nodes(
+    nodes: Iterable[Node],
+    stop: StopSignal,
+    *,
+    duration: float | None = None,
+    threads: int = 2,
+) -> None:
+    """Spin ``nodes`` on one multi-threaded executor until ``stop`` is set or ``duration`` ends,
+    then stop the executor and destroy the nodes (context still alive)."""
+    nodes = list(nodes)
+    executor = MultiThreadedExecutor(num_threads=threads)
+    for node in nodes:
+        executor.add_node(node)
+
+    def _spin() -> None:
+        try:
+            executor.spin()
+        except ExternalShutdownException:
+            pass
+        except Exception as err:  # a callback raised: stop the whole graph, loudly
+            stop.set(f'{type(err).__name__} in a callback: {err}', failed=True)
+            raise
+
+    spinner = threading.Thread(target=_spin, name='executor', daemon=True)
+    spinner.start()
+    if not stop.wait(duration):
+        stop.set(f'duration of {duration:g} s elapsed')
+    executor.shutdown(timeout_sec=2.0)
+    spinner.join(timeout=2.0)
+    for node in reversed(nodes):
+        node.destroy_node()
+
+
+def run_node(node_cls: type[Node], args: Sequence[str] | None = None, threads: int = 2) -> int:
+    """The body of every node module's ``main()``."""
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = StopSignal()
+    stop.install()
+    try:
+        node = node_cls()
+        if isinstance(node, LifecycleNode) and autostart(node):
+            activate_lifecycle(node)
+        spin_nodes([node], stop, threads=threads)
+        return 1 if stop.failed else 0
+    except ConfigError as err:
+        print(f'[{node_cls.__name__}] configuration error: {err}', file=sys.stderr)
+        return 2
+    except RuntimeError as err:
+        print(f'[{node_cls.__name__}] error: {err}', file=sys.stderr)
+        return 1
+    finally:
+        rclpy.try_shutdown()
