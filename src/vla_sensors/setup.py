@@ -1,0 +1,20 @@
+from setuptools import find_packages, setup
+
+package_name = 'vla_sensors'
+
+setup(
+    name=package_name,
+    version='0.1.0',
+    packages=find_packages(exclude=['test']),
+    data_files=[
+        ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
+        ('share/' + package_name, ['package.xml']),
+    ],
+    install_requires=['setuptools', 'numpy', 'opencv-python', 'pyserial', 'pyyaml'],
+    zip_safe=True,
+    maintainer='VLA suite maintainers',
+    maintainer_email='maintainers@vla-suite.dev',
+    description='ROS-free camera and IMU drivers of the VLA suite.',
+    license='Apache-2.0',
+    entry_points={'console_scripts': []},
+)
