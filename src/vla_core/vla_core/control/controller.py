@@ -1,0 +1,470 @@
+"""The residual tracking controller: chunks in, safe joint commands out, one ``update`` per tick.
+
+A ROS node only has to convert messages and call, from its control thread::
+
+    cmd = controller.update(t, dt, JointSample(stamp, position, velocity))
+    if cmd is not None:
+        publish(cmd.values)            # position, velocity or effort, per config.output_mode
+
+and, from its callbacks, ``push_chunk(chunk, now)``, ``estop(reason)``, ``reset()``,
+``set_residual_enabled(flag)``, ``set_classic('pid' | 'mpc')`` and ``metrics()``.
+All times are seconds on one clock (the node's clock); nothing here reads a clock.
+
+Per tick: newest valid joint state -> watchdog / e-stop -> reference from the chunk tracker ->
+classical command (PID, or MPC with PID fallback) -> + bounded residual -> command limiter.
+Commands are in command units: a velocity request in position and velocity modes (position mode
+integrates it into the commanded position), an effort in effort mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+import math
+import threading
+
+import numpy as np
+
+from vla_core.chunk import ActionChunk
+from vla_core.config import Config, ConfigError, param
+from vla_core.control.mpc import JointMpc, MpcConfig
+from vla_core.control.pid import JointPid, PidConfig
+from vla_core.control.reference import ChunkTracker, Reference, TrackerConfig, TrackerMetrics
+from vla_core.control.residual import ResidualConfig, ResidualFn, ResidualLayer
+from vla_core.control.safety import (
+    CommandLimiter,
+    EStop,
+    SafetyConfig,
+    SafetyLimits,
+    Watchdog,
+    WatchdogStatus,
+)
+
+__all__ = [
+    'ControlCommand',
+    'ControllerConfig',
+    'ControllerMetrics',
+    'GravityFn',
+    'JointSample',
+    'ResidualController',
+]
+
+GravityFn = Callable[[np.ndarray], np.ndarray]  # q (DoF,) -> gravity torque (DoF,) [Nm]
+
+OUTPUT_MODES = ('position', 'velocity', 'effort')
+
+
+@dataclass(frozen=True, kw_only=True)
+class ControllerConfig(Config):
+    joint_names: tuple[str, ...] = param(
+        description='controlled joints, in command order', read_only=True
+    )
+    output_mode: str = param(
+        'position',
+        description='command interface: position, velocity or effort',
+        choices=OUTPUT_MODES,
+        read_only=True,
+    )
+    classic: str = param('pid', description='classical layer', choices=('pid', 'mpc'))
+    gravity_compensation: bool = param(
+        True, description='effort mode: add the model gravity torque when a model is given'
+    )
+    # Nested configs become dotted parameters (tracker.blend_time, pid.kp, ...).
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    pid: PidConfig = field(default_factory=PidConfig)
+    mpc: MpcConfig = field(default_factory=MpcConfig)
+    residual: ResidualConfig = field(default_factory=ResidualConfig)
+    safety: SafetyConfig = field(default_factory=SafetyConfig)
+
+    def validate(self) -> None:
+        names = self.joint_names
+        if not names or len(set(names)) != len(names) or not all(names):
+            raise ConfigError('joint_names', 'must be non-empty and unique')
+        dof = len(names)
+        for prefix, sub in (
+            ('pid', self.pid),
+            ('mpc', self.mpc),
+            ('residual', self.residual),
+            ('safety', self.safety),
+        ):
+            for key, value in sub.__dict__.items():
+                if isinstance(value, tuple) and len(value) not in (1, dof):
+                    raise ConfigError(f'{prefix}.{key}', f'needs 1 or {dof} values')
+        SafetyLimits.from_config(self.safety, dof)
+
+
+@dataclass(frozen=True)
+class JointSample:
+    """One joint-state measurement in ``joint_names`` order; ``stamp`` on the control clock."""
+
+    stamp: float
+    position: np.ndarray
+    velocity: np.ndarray | None = None  # None: differentiated from consecutive positions
+    effort: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class ControlCommand:
+    t: float
+    mode: str  # output mode
+    status: str  # 'track' | 'hold' (no chunk yet) | 'stop' (watchdog) | 'estop'
+    classic: str  # which law produced it: 'pid' | 'mpc' | 'pid_fallback' | 'open_loop' | 'estop'
+    position: np.ndarray  # position mode: the command; else the reference position
+    velocity: np.ndarray  # velocity mode: the command; position mode: its rate
+    effort: np.ndarray | None  # effort mode only
+    reference: Reference
+    u_classic: np.ndarray  # command units, for residual training logs
+    u_residual: np.ndarray
+
+    @property
+    def values(self) -> np.ndarray:
+        """The array to send to the configured command interface."""
+        if self.mode == 'position':
+            return self.position
+        if self.mode == 'velocity':
+            return self.velocity
+        assert self.effort is not None
+        return self.effort
+
+
+@dataclass(frozen=True)
+class ControllerMetrics:
+    status: str
+    classic: str
+    residual_enabled: bool
+    ticks: int
+    tracker: TrackerMetrics  # accepted/refused chunks, seam jump and gap, RMS jerk
+    watchdog_trips: int
+    state_age: float
+    reference_age: float
+    estop_latched: bool
+    estop_reason: str
+    mpc_solves: int
+    mpc_failures: int  # ticks that fell back to PID
+    mpc_last_iterations: int
+    mpc_last_solve_time: float
+    residual_errors: int
+    residual_nonfinite: int
+    rejected_states: int  # non-finite, wrong-sized or out-of-order joint states
+    nonfinite_commands: int  # commands replaced because something upstream was NaN/Inf
+    tracking_error_max: float  # [rad] max |q_ref - q| at the last tick
+
+
+class ResidualController:
+    """Chunk tracking + PID/MPC + learned residual + safety, as one object per arm."""
+
+    def __init__(
+        self,
+        config: ControllerConfig,
+        *,
+        residual: ResidualFn | None = None,
+        gravity: GravityFn | None = None,
+    ) -> None:
+        self.config = config
+        self.joint_names = config.joint_names
+        self.dof = dof = len(config.joint_names)
+        self.mode = config.output_mode
+        self.limits = SafetyLimits.from_config(config.safety, dof)
+        self.tracker = ChunkTracker(config.tracker, config.joint_names)
+        self.pid = JointPid(config.pid, dof)
+        self._inertia = np.broadcast_to(np.asarray(config.mpc.inertia, float), (dof,)).copy()
+        self.mpc: JointMpc | None = self._make_mpc() if config.classic == 'mpc' else None
+        self._classic = config.classic
+        self.residual = ResidualLayer(config.residual, dof, residual)
+        self.gravity = gravity if config.gravity_compensation else None
+        self.watchdog = Watchdog(config.safety.state_timeout, config.safety.reference_timeout)
+        self.estop_latch = EStop()
+        self.limiter = CommandLimiter(self.limits, self.mode)
+        self._lock = threading.Lock()
+        self._q: np.ndarray | None = None
+        self._qd = np.zeros(dof)
+        self._state_time: float | None = None
+        self._started = False
+        self._reset_requested = False
+        self._status = 'hold'
+        self._in_estop = False
+        self._ticks = 0
+        self._rejected_states = 0
+        self._nonfinite_commands = 0
+        self._dt = 1e-3
+        self._wd = WatchdogStatus(True, False, math.inf, math.nan)
+        self._tracking_error = 0.0
+
+    # --- called from other threads (ROS callbacks) ---
+
+    def push_chunk(self, chunk: ActionChunk, t: float) -> bool:
+        """Offer a chunk received at time ``t``; False if refused (expired, out of order, bad
+        joints). It is spliced in at the next ``update``."""
+        return self.tracker.push(chunk, t)
+
+    def estop(self, reason: str = 'e-stop') -> None:
+        """Latch the e-stop: hold position (velocity mode: zero) until :meth:`reset`."""
+        self.estop_latch.trigger(reason)
+
+    def reset(self) -> bool:
+        """Unlatch the e-stop and a latched watchdog stop; tracking restarts from the current
+        position and waits for fresh chunks. True if something was latched."""
+        was = self.estop_latch.reset() or self._status == 'stop'
+        self._reset_requested = True
+        return was
+
+    def set_residual_enabled(self, enabled: bool) -> None:
+        self.residual.enabled = bool(enabled)
+
+    def set_classic(self, kind: str) -> None:
+        """Switch between 'pid' and 'mpc' at runtime (the MPC is built here, not in the loop)."""
+        if kind not in ('pid', 'mpc'):
+            raise ValueError(f"classic must be 'pid' or 'mpc', got {kind!r}")
+        if kind == 'mpc' and self.mpc is None:
+            self.mpc = self._make_mpc()
+        self._classic = kind
+
+    def metrics(self) -> ControllerMetrics:
+        mpc = self.mpc
+        last = mpc.last if mpc is not None else None
+        return ControllerMetrics(
+            status=self._status,
+            classic=self._classic,
+            residual_enabled=self.residual.active,
+            ticks=self._ticks,
+            tracker=self.tracker.metrics,
+            watchdog_trips=self.watchdog.trips,
+            state_age=self._wd.state_age,
+            reference_age=self._wd.reference_age,
+            estop_latched=self.estop_latch.latched,
+            estop_reason=self.estop_latch.reason,
+            mpc_solves=mpc.solves if mpc is not None else 0,
+            mpc_failures=mpc.failures if mpc is not None else 0,
+            mpc_last_iterations=last.iterations if last is not None else 0,
+            mpc_last_solve_time=last.solve_time if last is not None else 0.0,
+            residual_errors=self.residual.errors,
+            residual_nonfinite=self.residual.nonfinite,
+            rejected_states=self._rejected_states,
+            nonfinite_commands=self._nonfinite_commands,
+            tracking_error_max=self._tracking_error,
+        )
+
+    # --- control thread ---
+
+    def update(self, t: float, dt: float, state: JointSample | None) -> ControlCommand | None:
+        """One control tick at time ``t`` covering ``dt`` seconds. ``state`` is the newest joint
+        state (pass the same one again if nothing new came: its stamp decides staleness).
+        Returns None only until the first valid joint state has arrived."""
+        self._ticks += 1
+        if math.isfinite(dt) and dt > 0.0:
+            self._dt = min(dt, 1.0)
+        dt = self._dt
+        if state is not None:
+            self._accept_state(state)
+        if self._q is None:
+            return None
+        q, qd = self._q, self._qd
+        if not self._started or self._reset_requested:
+            self._restart(t, q)
+        wd = self._wd = self.watchdog.check(t, self._state_time, self.tracker.last_receipt)
+        if self.estop_latch.latched:
+            return self._estop_command(t, dt, q, qd, wd)
+        self._in_estop = False
+        if wd.stale:
+            if self._status != 'stop':
+                self._enter_stop(t, q, qd)
+        elif self._status == 'stop' and self.config.safety.auto_recover:
+            self.tracker.resume(t)
+            self._status = 'hold'
+        ref = self.tracker.update(t)
+        if self._status != 'stop':
+            self._status = 'hold' if math.isnan(ref.chunk_stamp) else 'track'
+        self._tracking_error = float(np.max(np.abs(ref.position - q)))
+        gravity = self._gravity(q)
+        zero = np.zeros(self.dof)
+        if self._status == 'stop' and wd.state_stale:
+            # No feedback: follow the stop trajectory open loop (effort: hold against gravity).
+            kind = 'open_loop'
+            u_classic = ref.velocity if self.mode != 'effort' else gravity
+            u_res = zero
+        else:
+            u_classic, kind = self._classic_command(t, dt, q, qd, ref, gravity)
+            u_res = (
+                zero
+                if self._status == 'stop'
+                else self.residual(q, qd, ref.position, ref.velocity, ref.acceleration)
+            )
+        u = u_classic + u_res
+        if not np.all(np.isfinite(u)):
+            self._nonfinite_commands += 1
+            u = gravity if self.mode == 'effort' else zero
+        return self._finish(t, dt, q, qd, u, gravity, ref, kind, u_classic, u_res)
+
+    # --- internals ---
+
+    def _make_mpc(self) -> JointMpc:
+        lim = self.limits
+        return JointMpc(self.config.mpc, lim.q_min, lim.q_max, lim.v_max, lim.a_max)
+
+    def _accept_state(self, s: JointSample) -> None:
+        q = np.asarray(s.position, dtype=np.float64).reshape(-1)
+        ok = q.shape == (self.dof,) and bool(np.all(np.isfinite(q))) and math.isfinite(s.stamp)
+        if ok and self._state_time is not None and s.stamp <= self._state_time:
+            if s.stamp < self._state_time:
+                self._rejected_states += 1
+            return  # nothing new
+        qd: np.ndarray | None = None
+        if ok and s.velocity is not None:
+            qd = np.asarray(s.velocity, dtype=np.float64).reshape(-1)
+            ok = qd.shape == (self.dof,) and bool(np.all(np.isfinite(qd)))
+        if not ok:
+            self._rejected_states += 1  # never reaches the controllers; the watchdog will see it
+            return
+        if qd is None:
+            if self._q is not None and self._state_time is not None:
+                qd = (q - self._q) / (s.stamp - self._state_time)
+            else:
+                qd = np.zeros(self.dof)
+        self._q, self._qd, self._state_time = q, qd, float(s.stamp)
+
+    def _restart(self, t: float, q: np.ndarray) -> None:
+        self.tracker.reset_hold(q, t, forget=self._started)  # a reset forgets old chunks
+        self.limiter.sync(q, None)
+        self.pid.reset()
+        self._started = True
+        self._reset_requested = False
+        self._status = 'hold'
+        self._in_estop = False
+
+    def _gravity(self, q: np.ndarray) -> np.ndarray:
+        if self.gravity is None or self.mode != 'effort':
+            return np.zeros(self.dof)
+        try:
+            g = np.asarray(self.gravity(q), dtype=np.float64).reshape(-1)
+        except Exception:
+            g = np.full(self.dof, np.nan)
+        if g.shape != (self.dof,) or not np.all(np.isfinite(g)):
+            self._nonfinite_commands += 1
+            return np.zeros(self.dof)
+        return g
+
+    def _enter_stop(self, t: float, q: np.ndarray, qd: np.ndarray) -> None:
+        # Decelerate from what the arm is being driven at (position mode: the command state).
+        if self.mode == 'position':
+            p0, v0 = self.limiter.q_cmd, self.limiter.v_cmd
+        elif self.mode == 'velocity':
+            p0, v0 = q, self.limiter.v_cmd
+        else:
+            p0, v0 = q, qd
+        self.tracker.stop(t, p0, v0, self.limits.stop_decel)
+        self._status = 'stop'
+
+    def _classic_command(
+        self,
+        t: float,
+        dt: float,
+        q: np.ndarray,
+        qd: np.ndarray,
+        ref: Reference,
+        gravity: np.ndarray,
+    ) -> tuple[np.ndarray, str]:
+        if self.mode == 'effort':
+            u_lo, u_hi = -self.limits.effort_max, self.limits.effort_max
+        else:
+            u_lo, u_hi = -self.limits.v_max, self.limits.v_max
+        kind = 'pid'
+        u_mpc = None
+        mpc = self.mpc
+        if self._classic == 'mpc' and mpc is not None:
+            p_ref, v_ref, _ = self.tracker.preview(t + mpc.times)
+            res = mpc.solve(q, qd, p_ref, v_ref)
+            if res.ok:
+                a0 = res.acceleration[0]
+                u_mpc = self._inertia * a0 + gravity if self.mode == 'effort' else qd + a0 * dt
+                kind = 'mpc'
+            else:
+                kind = 'pid_fallback'
+        # PID runs every tick to keep its derivative filter warm; it integrates only when used.
+        u_pid = self.pid.update(
+            dt,
+            q,
+            qd,
+            ref.position,
+            ref.velocity,
+            ref.acceleration,
+            u_lo,
+            u_hi,
+            bias=gravity,
+            integrate=u_mpc is None,
+        )
+        return (u_pid if u_mpc is None else u_mpc), kind
+
+    def _estop_command(
+        self, t: float, dt: float, q: np.ndarray, qd: np.ndarray, wd: WatchdogStatus
+    ) -> ControlCommand:
+        zero = np.zeros(self.dof)
+        if not self._in_estop:  # latch instant: freeze where the arm is
+            self._in_estop = True
+            hold = q if not wd.state_stale else self.limiter.q_cmd
+            self.tracker.hold(hold)
+            self.limiter.hold_position(hold)
+            self.pid.reset()
+        self._status = 'estop'
+        ref = self.tracker.update(t)
+        gravity = self._gravity(q)
+        effort = None
+        if self.mode == 'effort':
+            damping = zero if wd.state_stale else -self.pid.kd * qd
+            effort = self.limiter.effort(gravity + damping, q, qd, gravity)
+        else:
+            self.limiter.v_cmd = zero
+        position = self.limiter.q_cmd if self.mode == 'position' else ref.position
+        return ControlCommand(
+            t=t,
+            mode=self.mode,
+            status='estop',
+            classic='estop',
+            position=position.copy(),
+            velocity=zero,
+            effort=effort,
+            reference=ref,
+            u_classic=zero,
+            u_residual=zero,
+        )
+
+    def _finish(
+        self,
+        t: float,
+        dt: float,
+        q: np.ndarray,
+        qd: np.ndarray,
+        u: np.ndarray,
+        gravity: np.ndarray,
+        ref: Reference,
+        kind: str,
+        u_classic: np.ndarray,
+        u_res: np.ndarray,
+    ) -> ControlCommand:
+        effort = None
+        if self.mode == 'effort':
+            effort = self.limiter.effort(u, q, qd, gravity)
+            velocity = qd.copy()
+            position = ref.position
+        else:
+            q_lim = self.limiter.q_cmd if self.mode == 'position' else q
+            velocity = self.limiter.velocity(u, dt, q_lim).copy()
+            position = self.limiter.q_cmd.copy() if self.mode == 'position' else ref.position
+        out = effort if effort is not None else (position if self.mode == 'position' else velocity)
+        if not np.all(np.isfinite(out)):  # belt and braces: never reaches the actuators
+            self._nonfinite_commands += 1
+            self.limiter.sync(q)  # restart the command state from the measurement
+            position = q.copy() if self.mode == 'position' else ref.position
+            velocity = np.zeros(self.dof)
+            effort = gravity.copy() if self.mode == 'effort' else None
+        return ControlCommand(
+            t=t,
+            mode=self.mode,
+            status=self._status,
+            classic=kind,
+            position=np.asarray(position).copy(),
+            velocity=velocity,
+            effort=effort,
+            reference=ref,
+            u_classic=np.asarray(u_classic, dtype=np.float64).copy(),
+            u_residual=u_res,
+        )

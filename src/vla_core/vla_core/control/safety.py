@@ -1,0 +1,223 @@
+"""Safety layer: joint limits, staleness watchdog, latching e-stop, final command limiter.
+
+Everything here is deliberately dumb and stateless-ish so it can be reasoned about: the limiter is
+the last thing between the controllers and the actuators and it never lets NaN/Inf through.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import threading
+
+import numpy as np
+
+from vla_core.config import Config, ConfigError, param
+from vla_core.control._util import per_joint
+
+__all__ = [
+    'CommandLimiter',
+    'EStop',
+    'SafetyConfig',
+    'SafetyLimits',
+    'Watchdog',
+    'WatchdogStatus',
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SafetyConfig(Config):
+    position_min: tuple[float, ...] = param(
+        (-3.14,), description='lower joint position limit per joint [rad]', range=(-1e3, 1e3)
+    )
+    position_max: tuple[float, ...] = param(
+        (3.14,), description='upper joint position limit per joint [rad]', range=(-1e3, 1e3)
+    )
+    velocity_max: tuple[float, ...] = param(
+        (2.0,), description='joint speed limit per joint [rad/s]', range=(1e-6, 1e3)
+    )
+    acceleration_max: tuple[float, ...] = param(
+        (10.0,), description='joint acceleration limit per joint [rad/s^2]', range=(1e-6, 1e5)
+    )
+    effort_max: tuple[float, ...] = param(
+        (50.0,), description='joint effort limit per joint [Nm]', range=(1e-6, 1e5)
+    )
+    stop_deceleration: tuple[float, ...] = param(
+        (5.0,), description='deceleration of a watchdog stop per joint [rad/s^2]', range=(1e-6, 1e5)
+    )
+    state_timeout: float = param(
+        0.05, description='joint states older than this trigger a stop [s]', range=(1e-4, 60.0)
+    )
+    reference_timeout: float = param(
+        0.5, description='no accepted chunk for this long triggers a stop [s]', range=(1e-4, 600.0)
+    )
+    auto_recover: bool = param(
+        True, description='resume tracking once joint states and chunks are fresh again'
+    )
+
+    def validate(self) -> None:
+        lo, hi = self.position_min, self.position_max
+        if len(lo) == len(hi) and any(a >= b for a, b in zip(lo, hi, strict=True)):
+            raise ConfigError('position_min', 'must be below position_max')
+
+
+@dataclass(frozen=True)
+class SafetyLimits:
+    q_min: np.ndarray
+    q_max: np.ndarray
+    v_max: np.ndarray
+    a_max: np.ndarray
+    effort_max: np.ndarray
+    stop_decel: np.ndarray
+
+    @classmethod
+    def from_config(cls, cfg: SafetyConfig, dof: int) -> SafetyLimits:
+        lim = cls(
+            q_min=per_joint(cfg.position_min, dof, 'position_min'),
+            q_max=per_joint(cfg.position_max, dof, 'position_max'),
+            v_max=per_joint(cfg.velocity_max, dof, 'velocity_max'),
+            a_max=per_joint(cfg.acceleration_max, dof, 'acceleration_max'),
+            effort_max=per_joint(cfg.effort_max, dof, 'effort_max'),
+            stop_decel=per_joint(cfg.stop_deceleration, dof, 'stop_deceleration'),
+        )
+        if np.any(lim.q_min >= lim.q_max):
+            raise ConfigError('position_min', 'must be below position_max for every joint')
+        return lim
+
+
+@dataclass(frozen=True)
+class WatchdogStatus:
+    state_stale: bool
+    reference_stale: bool
+    state_age: float  # [s] inf when never received
+    reference_age: float  # [s] nan when no chunk is expected (holding after start or reset)
+
+    @property
+    def stale(self) -> bool:
+        return self.state_stale or self.reference_stale
+
+
+class Watchdog:
+    """Staleness of the joint states and the reference, from explicit times."""
+
+    def __init__(self, state_timeout: float, reference_timeout: float) -> None:
+        self.state_timeout = state_timeout
+        self.reference_timeout = reference_timeout
+        self.trips = 0
+        self._tripped = False
+
+    def check(
+        self, t: float, state_time: float | None, reference_time: float | None
+    ) -> WatchdogStatus:
+        """``state_time``: stamp of the newest valid joint state; ``reference_time``: receipt of
+        the newest accepted chunk (None: no chunk expected, so the reference cannot go stale)."""
+        state_age = np.inf if state_time is None else t - state_time
+        ref_age = np.nan if reference_time is None else t - reference_time
+        status = WatchdogStatus(
+            state_stale=bool(state_age > self.state_timeout),
+            reference_stale=bool(reference_time is not None and ref_age > self.reference_timeout),
+            state_age=float(state_age),
+            reference_age=float(ref_age),
+        )
+        if status.stale and not self._tripped:
+            self.trips += 1
+        self._tripped = status.stale
+        return status
+
+
+class EStop:
+    """Latching emergency stop: once triggered it stays until :meth:`reset` is called."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._latched = False
+        self.reason = ''
+        self.count = 0
+
+    def trigger(self, reason: str = 'e-stop') -> None:
+        with self._lock:
+            if not self._latched:
+                self.count += 1
+                self.reason = reason
+            self._latched = True
+
+    def reset(self) -> bool:
+        """Unlatch; True if it was latched."""
+        with self._lock:
+            was = self._latched
+            self._latched = False
+            self.reason = ''
+            return was
+
+    @property
+    def latched(self) -> bool:
+        return self._latched
+
+
+class CommandLimiter:
+    """Turns a command-unit request into the final, limited actuator command.
+
+    Position and velocity modes take a *velocity* request: it is clipped to the speed limit, to
+    the speed from which the joint can still brake before its position limit, and rate-limited
+    by the acceleration limit; position mode integrates it into the commanded position, so the
+    position command obeys all four limits. Effort mode clips to the effort limit and refuses
+    to push further past a speed or position limit (gravity compensation is kept).
+    """
+
+    def __init__(self, limits: SafetyLimits, mode: str) -> None:
+        if mode not in ('position', 'velocity', 'effort'):
+            raise ValueError(f'unknown output mode {mode!r}')
+        self.limits = limits
+        self.mode = mode
+        dof = limits.q_min.size
+        self.q_cmd = np.zeros(dof)
+        self.v_cmd = np.zeros(dof)
+        self.effort_cmd = np.zeros(dof)
+
+    def sync(self, q: np.ndarray, v: np.ndarray | None = None) -> None:
+        """Restart the command state from the measurement."""
+        self.q_cmd = np.clip(np.array(q, dtype=np.float64), self.limits.q_min, self.limits.q_max)
+        self.v_cmd = np.zeros_like(self.q_cmd) if v is None else np.array(v, dtype=np.float64)
+        self.effort_cmd = np.zeros_like(self.q_cmd)
+
+    def velocity(
+        self, request: np.ndarray, dt: float, q: np.ndarray, *, rate_limit: bool = True
+    ) -> np.ndarray:
+        lim = self.limits
+        v = np.minimum(np.maximum(request, -lim.v_max), lim.v_max)  # (np.clip is slow)
+        if rate_limit:
+            dv = lim.a_max * dt
+            v = np.minimum(np.maximum(v, self.v_cmd - dv), self.v_cmd + dv)
+        # Braking distance to the position limits wins over the acceleration limit. Discrete-time
+        # profile: the largest v from which v, v - a dt, ... (one step each) stays within reach.
+        v_up = self._brake_speed(np.maximum(lim.q_max - q, 0.0), dt)
+        v_dn = self._brake_speed(np.maximum(q - lim.q_min, 0.0), dt)
+        v = np.minimum(np.maximum(v, -v_dn), v_up)
+        if self.mode == 'position':
+            q_new = np.minimum(np.maximum(self.q_cmd + v * dt, lim.q_min), lim.q_max)
+            v = (q_new - self.q_cmd) / dt
+            self.q_cmd = q_new
+        self.v_cmd = v
+        return v
+
+    def _brake_speed(self, distance: np.ndarray, dt: float) -> np.ndarray:
+        adt = self.limits.a_max * dt
+        return adt * (np.sqrt(0.25 + 2.0 * distance / (adt * dt)) - 0.5)
+
+    def hold_position(self, position: np.ndarray) -> None:
+        """E-stop in position mode: command ``position`` now, without rate limits."""
+        self.q_cmd = np.clip(
+            np.array(position, dtype=np.float64), self.limits.q_min, self.limits.q_max
+        )
+        self.v_cmd = np.zeros_like(self.q_cmd)
+
+    def effort(
+        self, request: np.ndarray, q: np.ndarray, qd: np.ndarray, bias: np.ndarray | float = 0.0
+    ) -> np.ndarray:
+        lim = self.limits
+        tau = np.clip(request, -lim.effort_max, lim.effort_max)
+        push = tau - bias  # the part beyond gravity compensation
+        over = ((qd > lim.v_max) | (q > lim.q_max)) & (push > 0.0)
+        under = ((qd < -lim.v_max) | (q < lim.q_min)) & (push < 0.0)
+        tau = np.where(over | under, np.clip(bias, -lim.effort_max, lim.effort_max), tau)
+        self.effort_cmd = tau
+        return tau
