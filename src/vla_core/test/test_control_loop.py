@@ -86,10 +86,12 @@ def test_thread_start_stop_real_clock():
     time.sleep(0.2)
     loop.stop()
     assert not loop.running and loop.error is None
-    stats = loop.stats()
-    # Loose: the CI box is shared, this is a smoke test; the bench measures for real.
-    assert 60 <= stats.ticks <= 110
-    assert 400.0 < stats.achieved_hz < 600.0
+    # Behaviour only: rates and period errors are measured by bench/bench_control.py.
+    assert loop.stats().ticks == len(ticks) > 0
+    assert all(b > a for a, b in zip(ticks, ticks[1:]))
+    count = len(ticks)
+    time.sleep(0.02)
+    assert len(ticks) == count  # stopped means stopped
 
 
 def test_step_exception_is_kept():
