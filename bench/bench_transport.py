@@ -27,7 +27,8 @@ SIZES = {'640x480': (480, 640), '1280x720': (720, 1280)}
 def _qos(reliability: str):
     from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-    policy = ReliabilityPolicy.RELIABLE if reliability == 'reliable' else ReliabilityPolicy.BEST_EFFORT
+    reliable = reliability == 'reliable'
+    policy = ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT
     return QoSProfile(depth=5, reliability=policy)
 
 

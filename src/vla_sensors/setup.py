@@ -16,5 +16,10 @@ setup(
     maintainer_email='maintainers@vla-suite.dev',
     description='ROS-free camera and IMU drivers of the VLA suite.',
     license='Apache-2.0',
-    entry_points={'console_scripts': []},
+    entry_points={
+        'console_scripts': [
+            'camera_node = vla_sensors.camera_node:main',
+            'imu_node = vla_sensors.imu_node:main',
+        ],
+    },
 )

@@ -88,7 +88,7 @@ def test_thread_start_stop_real_clock():
     assert not loop.running and loop.error is None
     # Behaviour only: rates and period errors are measured by bench/bench_control.py.
     assert loop.stats().ticks == len(ticks) > 0
-    assert all(b > a for a, b in zip(ticks, ticks[1:]))
+    assert all(b > a for a, b in itertools.pairwise(ticks))
     count = len(ticks)
     time.sleep(0.02)
     assert len(ticks) == count  # stopped means stopped
