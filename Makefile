@@ -27,6 +27,9 @@ lint: setup
 unit-test: setup
 	@$(IN_ENV) colcon test --base-paths src --event-handlers console_cohesion+ summary+ \
 		--return-code-on-test-failure --pytest-args -q $(PYTEST_ARGS)
+	@$(IN_ENV) colcon test-result --all | tee log/test-result.txt | tail -n 1
+	@# A package whose tests colcon did not find would pass silently: refuse zero tests.
+	@! grep -q '^Summary: 0 tests' log/test-result.txt
 
 system-test: setup
 	@$(IN_ENV) python -m pytest test -q $(PYTEST_ARGS)

@@ -163,6 +163,12 @@ def repair_wheel_cmake_exports() -> None:
         env={k: v for k, v in os.environ.items() if k != '_ROS_WHEELS_BOOTSTRAP_COMPLETE'},
     )
     python_include, numpy_include = out.stdout.split()[-2:]
+    # colcon warns about an AMENT_PREFIX_PATH entry without local_setup files; the wheels need
+    # no environment hooks, so an empty one says so.
+    for shell in ('sh', 'bash'):
+        hook = VENV / f'local_setup.{shell}'
+        if not hook.exists():
+            hook.write_text('# ROS 2 wheels in this venv need no environment hook.\n')
     changed = 0
     for path in (VENV / 'share').glob('*/cmake/*.cmake'):
         text = path.read_text()

@@ -13,11 +13,15 @@ setup(
     # onnxruntime (evaluation) and torch + onnx (training) come from pip, see requirements/.
     install_requires=['setuptools', 'numpy'],
     zip_safe=True,
+    extras_require={'test': ['pytest']},
     maintainer='VLA suite maintainers',
     maintainer_email='maintainers@vla-suite.dev',
     description='Residual PID/MPC tracking controller: residual training and ONNX evaluation.',
     license='Apache-2.0',
     entry_points={
-        'console_scripts': ['train_residual = vla_control.train_residual:main'],
+        'console_scripts': [
+            'controller_node = vla_control.controller_node:main',
+            'train_residual = vla_control.train_residual:main',
+        ],
     },
 )

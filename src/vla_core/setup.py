@@ -12,6 +12,7 @@ setup(
     ],
     install_requires=['setuptools', 'numpy'],
     zip_safe=True,
+    extras_require={'test': ['pytest']},
     maintainer='VLA suite maintainers',
     maintainer_email='maintainers@vla-suite.dev',
     description='Pure algorithms of the VLA suite: numpy only, no rclpy.',

@@ -12,6 +12,7 @@ setup(
     ],
     install_requires=['setuptools', 'numpy', 'pyyaml', 'transforms3d'],
     zip_safe=True,
+    extras_require={'test': ['pytest']},
     maintainer='VLA suite maintainers',
     maintainer_email='maintainers@vla-suite.dev',
     description='ROS helpers of the VLA suite.',

@@ -12,6 +12,7 @@ setup(
     ],
     install_requires=['setuptools', 'numpy', 'opencv-python', 'pyserial', 'pyyaml'],
     zip_safe=True,
+    extras_require={'test': ['pytest']},
     maintainer='VLA suite maintainers',
     maintainer_email='maintainers@vla-suite.dev',
     description='ROS-free camera and IMU drivers of the VLA suite.',
