@@ -3,43 +3,16 @@
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 import threading
 import time
-import tty
 
 import numpy as np
 import pytest
-from sensor_test_utils import wit_sample
+from sensor_test_utils import FakeUsbSerial, wit_sample
 from vla_core.config import ConfigError
 from vla_sensors.imu import ImuDriverConfig, ImuError, ImuSample, ImuSerialDriver, axes_remap_matrix
 
 G = 9.80665
-
-
-class FakeUsbSerial:
-    """A pty whose slave is reached through a stable symlink, like /dev/serial/by-id/... ."""
-
-    def __init__(self, link: Path) -> None:
-        self.link = link
-        self.master = self.slave = -1
-        self.plug()
-
-    def plug(self) -> None:
-        self.master, self.slave = os.openpty()
-        tty.setraw(self.slave)  # no echo or CR/LF translation before the driver configures it
-        if self.link.is_symlink():
-            self.link.unlink()
-        self.link.symlink_to(os.ttyname(self.slave))
-
-    def unplug(self) -> None:
-        self.link.unlink()
-        os.close(self.master)
-        os.close(self.slave)
-
-    def write(self, data: bytes) -> None:
-        os.write(self.master, data)
 
 
 class Collector:

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 import math
-import os
 from pathlib import Path
 import threading
 import time
-import tty
 
 from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
@@ -20,7 +18,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Imu
-from sensor_test_utils import wit_sample
+from sensor_test_utils import FakeUsbSerial, wit_sample
 from vla_ros_common.conversions import stamp_to_seconds
 from vla_sensors.imu import ImuError
 from vla_sensors.imu_node import ImuNode
@@ -29,30 +27,6 @@ G = 9.80665
 RAW, FILTERED = 'imu/data_raw', 'imu/data'
 RELIABLE = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
 ERROR = b'\x02'
-
-
-class FakeUsbSerial:
-    """A pty whose slave is reached through a stable symlink, like /dev/serial/by-id/... ."""
-
-    def __init__(self, link: Path) -> None:
-        self.link = link
-        self.master = self.slave = -1
-        self.plug()
-
-    def plug(self) -> None:
-        self.master, self.slave = os.openpty()
-        tty.setraw(self.slave)  # no echo or CR/LF translation before the driver configures it
-        if self.link.is_symlink():
-            self.link.unlink()
-        self.link.symlink_to(os.ttyname(self.slave))
-
-    def unplug(self) -> None:
-        self.link.unlink()
-        os.close(self.master)
-        os.close(self.slave)
-
-    def write(self, data: bytes) -> None:
-        os.write(self.master, data)
 
 
 class Harness:
