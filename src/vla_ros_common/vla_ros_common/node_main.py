@@ -19,6 +19,7 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
+from rclpy.task import Future
 from vla_core.config import ConfigError
 
 __all__ = ['StopSignal', 'activate_lifecycle', 'run_node', 'spin_nodes']
@@ -76,10 +77,11 @@ def spin_nodes(
     executor = MultiThreadedExecutor(num_threads=threads)
     for node in nodes:
         executor.add_node(node)
+    stopped = Future()
 
     def _spin() -> None:
         try:
-            executor.spin()
+            executor.spin_until_future_complete(stopped)
         except ExternalShutdownException:
             pass
         except Exception as err:  # a callback raised: stop the whole graph, loudly
@@ -90,9 +92,17 @@ def spin_nodes(
     spinner.start()
     if not stop.wait(duration):
         stop.set(f'duration of {duration:g} s elapsed')
-    executor.shutdown(timeout_sec=2.0)
-    spinner.join(timeout=2.0)
+    stopped.set_result(True)  # wakes the executor; no new callbacks are dispatched after this
+    spinner.join(timeout=5.0)
+    # Let callbacks already handed to rclpy's worker pool finish while every entity is alive:
+    # rclpy 7.1's Executor.shutdown() neither waits for them nor for queued ones, which then fail
+    # on destroyed handles.
+    pool = getattr(executor, '_executor', None)
+    if pool is not None:
+        pool.shutdown(wait=True)
+    executor.shutdown(timeout_sec=5.0)
     for node in reversed(nodes):
+        executor.remove_node(node)
         node.destroy_node()
 
 
