@@ -11,10 +11,11 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from recorder_harness import Harness, episode_json, read_bag, statuses, wait_for
 from recorder_test_nodes import DemoPublisher
-from std_msgs.msg import Bool
 from vla_teleop.recover import main as recover_main
 
+from vla_interfaces.msg import EpisodeStatus
 from vla_interfaces.srv import ResetEpisode, StartEpisode, StopEpisode
+from vla_ros_common import qos
 
 ERROR, WARN = b'\x02', b'\x01'
 
@@ -206,13 +207,13 @@ def test_size_limit_stops_the_episode(harness, tmp_path):
 
 
 class FakeSim(Node):
-    """The simulator's side of the automatic-episode hook."""
+    """The simulator's side of the automatic-episode hook (ResetEpisode + EpisodeStatus)."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__('sim', **kwargs)
         self.resets = 0
-        self.success = self.create_publisher(Bool, '/sim/task_success', 1)
-        self.create_service(ResetEpisode, '/sim/reset_episode', self._reset)
+        self.status = self.create_publisher(EpisodeStatus, '/episode/status', qos.LATCHED)
+        self.create_service(ResetEpisode, '/sim/reset', self._reset)
 
     def _reset(self, request, response):
         self.resets += 1
@@ -220,16 +221,22 @@ class FakeSim(Node):
         response.seed += self.resets
         return response
 
+    def publish(self, state: int, seed: int) -> None:
+        self.status.publish(EpisodeStatus(state=state, seed=seed, instruction='push the block'))
+
 
 def test_automatic_episodes_follow_the_simulator(harness, tmp_path):
     sim = harness.node(FakeSim)
-    rec = _ready(harness, tmp_path, **{'auto.enabled': True, 'auto.max_duration': 0.8,
+    rec = _ready(harness, tmp_path, **{'auto.enabled': True, 'auto.max_duration': 30.0,
                                        'auto.episodes': 2})  # fmt: skip
     phase = __import__('vla_core.episodes').episodes.Phase
     wait_for(lambda: rec._machine.phase is phase.RECORDING, 10, 'auto start')
-    time.sleep(0.3)
-    sim.success.publish(Bool(data=True))
+    sim.publish(EpisodeStatus.SUCCEEDED, seed=40)  # a stale status of an earlier episode
+    time.sleep(0.5)
+    assert rec._machine.phase is phase.RECORDING and _status(tmp_path, 0) != 'saved'
+    sim.publish(EpisodeStatus.SUCCEEDED, seed=41)
     wait_for(lambda: (tmp_path / 'episode_000001').is_dir(), 10, 'second episode')
+    sim.publish(EpisodeStatus.TIMED_OUT, seed=42)
     wait_for(lambda: _status(tmp_path, 1) == 'saved', 10, 'timeout')
     first, second = episode_json(tmp_path, 0), episode_json(tmp_path, 1)
     assert (first['success'], first['end_reason'], first['source']) == (

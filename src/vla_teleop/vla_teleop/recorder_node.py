@@ -17,9 +17,9 @@ save with a success label, or discard; re-record = discard + start, the instruct
 Keys on the terminal (``keyboard``): s start, y save success, n save failure, d discard,
 r re-record. Automatic episodes (``auto.enabled``): the recorder calls the simulator's reset
 service (vla_interfaces/ResetEpisode) when idle, starts an episode with the instruction and seed it
-returns, and saves it when ``auto.success_topic`` (std_msgs/Bool) says true or after
-``auto.max_duration``. Publishes ``/diagnostics`` (per-topic drops, queue, disk) and ``~/episode``
-(std_msgs/String JSON, latched: phase, index, path).
+returns, and saves it when ``auto.status_topic`` (vla_interfaces/EpisodeStatus) reports its end
+or after ``auto.max_duration``. Publishes ``/diagnostics`` (per-topic drops, queue, disk) and
+``~/episode`` (std_msgs/String JSON, latched: phase, index, path).
 
 Messages are subscribed raw (CDR bytes straight to disk), stamped with the receive time (MCAP log
 time; header stamps stay in the data) and handed to a writer thread through a bounded queue whose
@@ -55,7 +55,7 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallb
 from rclpy.experimental.events_executor import EventsExecutor
 from rclpy.node import Node
 from rclpy.serialization import deserialize_message
-from std_msgs.msg import Bool, String
+from std_msgs.msg import String
 from vla_core.config import Config, param
 from vla_core.episodes import (
     KEY_BINDINGS,
@@ -76,6 +76,7 @@ from vla_ros_common.node_main import run_node
 from vla_ros_common.params import declare_config
 from vla_ros_common.topics import message_class, subscription_qos_for
 
+from vla_interfaces.msg import EpisodeStatus
 from vla_interfaces.srv import ResetEpisode, StartEpisode, StopEpisode
 from vla_ros_common import diagnostics, qos
 from vla_teleop.bag import (
@@ -109,10 +110,12 @@ class AutoConfig(Config):
         False, description='run episodes automatically from the simulator reset/success hook'
     )
     reset_service: str = param(
-        '/sim/reset_episode', description='vla_interfaces/ResetEpisode service called when idle'
+        '/sim/reset', description='vla_interfaces/ResetEpisode service called when idle'
     )
-    success_topic: str = param(
-        '/sim/task_success', description='std_msgs/Bool; true ends the episode as a success'
+    status_topic: str = param(
+        '/episode/status',
+        description='vla_interfaces/EpisodeStatus of the episode runner (the simulator): '
+        'SUCCEEDED saves the episode as a success, TIMED_OUT or ABORTED as a failure',
     )
     task: str = param('', description='task id passed to the reset service (empty: current)')
     max_duration: float = param(
@@ -403,13 +406,15 @@ class RecorderNode(Node):
 
         self._auto: AutoEpisodePolicy | None = None
         self._auto_success = False
+        self._auto_failed = False
+        self._auto_seed: int | None = None  # seed of the episode the simulator runs for us
         if cfg.auto.enabled:
             self._auto = AutoEpisodePolicy(cfg.auto.max_duration, cfg.auto.episodes)
             self._reset_client = self.create_client(
                 ResetEpisode, cfg.auto.reset_service, callback_group=self._srv_group
             )
             self.create_subscription(
-                Bool, cfg.auto.success_topic, self._on_success, qos.COMMAND,
+                EpisodeStatus, cfg.auto.status_topic, self._on_status, qos.LATCHED,
                 callback_group=self._sub_group,
             )  # fmt: skip
             self.create_timer(0.05, self._auto_step, callback_group=self._srv_group)
@@ -438,6 +443,7 @@ class RecorderNode(Node):
         with self._lock:
             episode = self._machine.start(request, self.get_clock().now().nanoseconds, source)
             self._auto_success = False
+            self._auto_failed = False
             self._recording = True
             self._episode_start_mono = time.monotonic()
             command = _Command('start', episode=episode)
@@ -572,15 +578,23 @@ class RecorderNode(Node):
 
     # --- automatic episodes -----------------------------------------------------------------------
 
-    def _on_success(self, msg: Bool) -> None:
-        if msg.data and self._recording:
+    def _on_status(self, msg: EpisodeStatus) -> None:
+        # Only the episode started for us counts: the topic is latched, and a late status of the
+        # previous episode must not end this one.
+        if not self._recording or msg.seed != self._auto_seed:
+            return
+        if msg.state == EpisodeStatus.SUCCEEDED:
             self._auto_success = True
+        elif msg.state in (EpisodeStatus.TIMED_OUT, EpisodeStatus.ABORTED):
+            self._auto_failed = True
 
     def _auto_step(self) -> None:
         policy = self._auto
         assert policy is not None
         phase = self._machine.phase
         elapsed = time.monotonic() - self._episode_start_mono
+        if self._auto_failed:
+            elapsed = float('inf')  # the runner gave up on this episode: save it as a failure
         action = policy.step(phase, elapsed, self._auto_success)
         try:
             if action is AutoAction.RESET:
@@ -604,6 +618,7 @@ class RecorderNode(Node):
             why = result.message if result is not None else 'no answer'
             self.get_logger().error(f'simulator reset failed: {why}; retrying')
             return
+        self._auto_seed = result.seed
         try:
             self.start_episode(
                 EpisodeRequest(result.instruction, self._cfg.value.auto.task, '', result.seed),
