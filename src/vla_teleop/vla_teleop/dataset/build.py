@@ -1,0 +1,596 @@
+"""Episode bags -> a training dataset aligned at the control rate on header stamps.
+
+    python -m vla_teleop.dataset.build <bags_root> <out_dir> [--rate 10] [--max-skew 0.05]
+        [--lerobot] [--config config/dataset.yaml] [--skip-failing] [--overwrite]
+    ros2 run vla_teleop build_dataset ...        (the same)
+
+Bags are the source of truth; the dataset is derived and rebuilt from them. Every stream is put on
+one grid ``anchor + k / rate`` by its header stamps (``vla_core.alignment``), and every episode
+gets a sync report: per topic the skew of the samples used (max, mean), duplicated stamps,
+regressions, gaps and dropped messages, frames reused on the grid; the largest cross-stream skew;
+the recorder's own drop counts. An episode whose skew exceeds ``max_skew`` (a stale or frozen
+camera, ...) fails the build with a message naming the topic and the skew (exit status 2, only
+``sync_report.json`` is written) unless ``--skip-failing`` leaves it out. Episodes still marked
+``recording`` must be recovered first (``recover_episodes``); recovered ones (``interrupted``) are
+included as configured and keep their status.
+
+The dataset is written to ``<out_dir>.partial`` and renamed when complete. With ``--lerobot`` it
+is also exported to the LeRobot v3 layout in ``<out_dir>/lerobot``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+import hashlib
+import json
+from pathlib import Path
+import shutil
+import sys
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+from vla_core.alignment import NS, AlignmentConfig, align_streams, chunk_lookup, interpolate
+from vla_core.config import Config, ConfigError, config_from_dict, config_to_flat, param
+from vla_core.episodes import parse_episode_dir_name
+import yaml
+
+from vla_teleop.dataset.bag_reader import (
+    BagReadError,
+    EpisodeBag,
+    image_to_rgb,
+    read_episode,
+)
+from vla_teleop.dataset.format import (
+    EPISODE_COLUMNS,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    IMAGE_PREFIX,
+    STAMP_PREFIX,
+    encode_png,
+    episode_file,
+)
+from vla_teleop.dataset.lerobot import LeRobotConfig, export_lerobot
+
+__all__ = [
+    'BuildConfig',
+    'BuildResult',
+    'DatasetBuildError',
+    'build_dataset',
+    'camera_key',
+    'find_bags',
+    'format_report',
+    'main',
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildConfig(Config):
+    alignment: AlignmentConfig = param(
+        default_factory=AlignmentConfig, description='grid rate, skew bound, gap detection'
+    )
+    cameras: tuple[str, ...] = param(
+        (), description='image topics to include (empty: every sensor_msgs/Image topic)'
+    )
+    state_topic: str = param('/joint_states', description='sensor_msgs/JointState of the robot')
+    state_joints: tuple[str, ...] = param(
+        (), description="joints of observation.state, in order (empty: the first message's)"
+    )
+    action_topics: tuple[str, ...] = param(
+        ('/expert/action_chunk', '/joint_commands'),
+        description='action source, the first present in a bag: an ActionChunk topic (the '
+        "expert's target for each tick) or a JointState command topic",
+    )
+    interpolate: bool = param(
+        True, description='state and JointState actions interpolated at the tick (else nearest)'
+    )
+    statuses: tuple[str, ...] = param(
+        ('saved', 'interrupted'), description='episode statuses to include (episode.json)'
+    )
+    success_only: bool = param(False, description='only episodes labelled successful')
+    skip_failing: bool = param(
+        False, description='leave out episodes that fail the sync checks instead of failing'
+    )
+    lerobot: LeRobotConfig = param(default_factory=LeRobotConfig, description='LeRobot v3 export')
+
+
+class DatasetBuildError(RuntimeError):
+    """The build was refused; ``reports`` holds every episode's sync report."""
+
+    def __init__(self, message: str, reports: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.reports = reports or []
+
+
+@dataclass
+class BuildResult:
+    out_dir: Path
+    reports: list[dict[str, Any]]
+    episodes: int
+    frames: int
+    lerobot_dir: Path | None = None
+    excluded: list[str] = field(default_factory=list)
+
+
+def camera_key(topic: str) -> str:
+    """'/camera/scene_camera/image_raw' -> 'scene_camera'; '/cam' -> 'cam'."""
+    parts = [p for p in topic.split('/') if p]
+    if len(parts) >= 2 and parts[-1] in ('image_raw', 'image', 'image_rect', 'image_color'):
+        parts = parts[:-1]
+    return ''.join(c if c.isalnum() or c == '_' else '_' for c in parts[-1]) if parts else 'camera'
+
+
+def find_bags(root: Path) -> list[Path]:
+    """Episode bag directories under ``root`` sorted by index (``discarded/`` is not looked in);
+    ``root`` itself when it is one bag."""
+    root = Path(root)
+    if (root / 'metadata.yaml').is_file():
+        return [root]
+    found = []
+    for entry in root.iterdir() if root.is_dir() else ():
+        index = parse_episode_dir_name(entry.name)
+        if index is not None and entry.is_dir():
+            found.append((index, entry))
+    return [p for _, p in sorted(found)]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass
+class _Schema:
+    """What every episode must agree on (fixed by the first one written)."""
+
+    cameras: dict[str, dict[str, Any]]
+    state: dict[str, Any]
+    action: dict[str, Any]
+
+
+def _episode_report(bag: EpisodeBag, index: int | None) -> dict[str, Any]:
+    meta = bag.meta
+    drops = {t: v.get('drops', {}) for t, v in (meta.get('topics') or {}).items()}
+    return {
+        'bag': str(bag.path),
+        'source_index': meta.get('index', parse_episode_dir_name(bag.path.name)),
+        'episode_index': index,
+        'status': meta.get('status', 'saved'),
+        'success': meta.get('success'),
+        'ok': False,
+        'included': False,
+        'frames': 0,
+        'violations': [],
+        'recorder_drops': {t: d for t, d in drops.items() if any(d.get(k) for k in _DROP_KEYS)},
+    }
+
+
+_DROP_KEYS = ('stamp_gaps', 'missing_estimate', 'sequence_gaps', 'stale', 'queue_overflows')
+
+
+def _process(
+    bag: EpisodeBag,
+    cfg: BuildConfig,
+    schema: _Schema | None,
+    report: dict[str, Any],
+) -> tuple[pa.Table | None, _Schema | None]:
+    """Align one episode; its frame table, or None with violations in ``report``."""
+    a = cfg.alignment
+    cams = {camera_key(t): t for t in sorted(bag.images)}
+    problems = report['violations']
+    if len(cams) != len(bag.images):
+        problems.append(f'camera topics {sorted(bag.images)} map to the same key')
+    missing = [t for t in bag.images if t not in bag.topics]
+    if cfg.state_topic not in bag.joints:
+        missing.append(cfg.state_topic)
+    action_topic = next((t for t in cfg.action_topics if t in bag.joints or t in bag.chunks), '')
+    if not action_topic:
+        missing.append(' or '.join(cfg.action_topics))
+    if missing:
+        problems.append(f'topics missing from the bag: {missing}')
+        return None, schema
+    if not cams:
+        problems.append('no camera (sensor_msgs/Image) topic in the bag')
+        return None, schema
+    state = bag.joints[cfg.state_topic]
+    is_chunk = action_topic in bag.chunks
+    act_names = bag.chunks[action_topic].names if is_chunk else bag.joints[action_topic].names
+    stamps: dict[str, np.ndarray] = {t: np.array(bag.images[t].stamps_ns) for t in cams.values()}
+    stamps[cfg.state_topic] = np.array(state.stamps_ns, dtype=np.int64)
+    chunks: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    sequences: dict[str, np.ndarray] = {}
+    if is_chunk:
+        c = bag.chunks[action_topic]
+        stamps[action_topic] = np.array(c.stamps_ns, dtype=np.int64)
+        chunks[action_topic] = (np.array(c.step_dt), np.array([len(x) for x in c.targets]))
+        sequences[action_topic] = np.array(c.sequence, dtype=np.int64)
+    else:
+        stamps[action_topic] = np.array(bag.joints[action_topic].stamps_ns, dtype=np.int64)
+    empty = [t for t, s in stamps.items() if s.size == 0]
+    if empty:
+        problems.append(f'no messages on {empty}')
+        return None, schema
+    result = align_streams(stamps, a, sequences=sequences, chunks=chunks)
+    grid = result.grid_ns
+    report.update(
+        frames=int(grid.size),
+        rate_hz=a.rate,
+        max_skew_bound_s=a.max_skew,
+        window_ns=[int(grid[0]), int(grid[-1])] if grid.size else [],
+        duration_s=float((grid[-1] - grid[0]) / NS) if grid.size else 0.0,
+        trimmed_start_s=result.trimmed_start_s,
+        trimmed_end_s=result.trimmed_end_s,
+        max_cross_skew_s=result.max_cross_skew_s,
+        cross_skew_pair=list(result.cross_skew_pair),
+        action_topic=action_topic,
+        streams={t: s.to_dict() for t, s in result.streams.items()},
+    )
+    problems.extend(v.message for v in result.violations)
+    if problems:
+        return None, schema
+    # Values on the grid.
+    st = np.asarray(stamps[cfg.state_topic])
+    s_keep = np.argsort(st, kind='stable')
+    if cfg.interpolate:
+        s_sorted = st[s_keep]
+        uniq = np.ones(s_sorted.size, dtype=bool)
+        uniq[1:] = s_sorted[1:] != s_sorted[:-1]
+        state_vals = interpolate(s_sorted[uniq], state.values()[s_keep][uniq], grid)
+    else:
+        state_vals = state.values()[result.indices[cfg.state_topic]]
+    if cfg.state_joints:
+        idx = {n: i for i, n in enumerate(state.names)}
+        absent = [n for n in cfg.state_joints if n not in idx]
+        if absent:
+            problems.append(f'{cfg.state_topic}: joints {absent} not in {list(state.names)}')
+            return None, schema
+        state_vals = state_vals[:, [idx[n] for n in cfg.state_joints]]
+        state_names = tuple(cfg.state_joints)
+    else:
+        state_names = state.names
+    if is_chunk:
+        c = bag.chunks[action_topic]
+        order = np.argsort(stamps[action_topic], kind='stable')
+        cs = stamps[action_topic][order]
+        uniq = np.ones(cs.size, dtype=bool)
+        uniq[1:] = cs[1:] != cs[:-1]
+        order = order[uniq]
+        k, row, _ = chunk_lookup(
+            cs[uniq], chunks[action_topic][0][order], chunks[action_topic][1][order], grid
+        )
+        action_vals = np.empty((grid.size, len(act_names)))
+        for g, (ci, r) in enumerate(zip(order[k], row, strict=True)):
+            tg = c.targets[ci]
+            lo = int(np.floor(r))
+            hi = min(lo + 1, tg.shape[0] - 1)
+            action_vals[g] = tg[lo] + (r - lo) * (tg[hi] - tg[lo])
+    else:
+        j = bag.joints[action_topic]
+        at = np.asarray(stamps[action_topic])
+        if cfg.interpolate:
+            a_keep = np.argsort(at, kind='stable')
+            a_sorted = at[a_keep]
+            uniq = np.ones(a_sorted.size, dtype=bool)
+            uniq[1:] = a_sorted[1:] != a_sorted[:-1]
+            action_vals = interpolate(a_sorted[uniq], j.values()[a_keep][uniq], grid)
+        else:
+            action_vals = j.values()[result.indices[action_topic]]
+    cam_info: dict[str, dict[str, Any]] = {}
+    columns: dict[str, Any] = {
+        'frame_index': pa.array(np.arange(grid.size, dtype=np.int64)),
+        'timestamp': pa.array(np.arange(grid.size, dtype=np.float64) / a.rate),
+        'stamp_ns': pa.array(grid),
+        'observation.state': _fixed(state_vals),
+        'action': _fixed(action_vals),
+    }
+    for key, topic in cams.items():
+        msgs = bag.images[topic].msgs
+        encoded: dict[int, bytes] = {}
+        shape: tuple[int, ...] = ()
+        for i in result.indices[topic]:
+            if int(i) not in encoded:
+                rgb = image_to_rgb(msgs[int(i)])
+                if shape and rgb.shape != shape:
+                    problems.append(f'{topic}: image size changes from {shape} to {rgb.shape}')
+                    return None, schema
+                shape = rgb.shape
+                encoded[int(i)] = encode_png(rgb)
+        columns[IMAGE_PREFIX + key] = pa.array(
+            [encoded[int(i)] for i in result.indices[topic]], type=pa.binary()
+        )
+        cam_info[key] = {'topic': topic, 'shape': list(shape)}
+    keys = {'state': cfg.state_topic, 'action': action_topic, **cams}
+    for key, topic in keys.items():
+        columns[STAMP_PREFIX + key] = pa.array(grid + result.skew_ns[topic])
+    this = _Schema(
+        cameras=cam_info,
+        state={'topic': cfg.state_topic, 'field': state.value_field, 'names': list(state_names)},
+        action={
+            'topic': action_topic,
+            'type': bag.topics[action_topic],
+            'field': 'targets' if is_chunk else bag.joints[action_topic].value_field,
+            'names': list(act_names),
+        },
+    )
+    if schema is not None and this != schema:
+        problems.append(_schema_diff(schema, this))
+        return None, schema
+    report['ok'] = True
+    return pa.table(columns), this
+
+
+def _schema_diff(first: _Schema, this: _Schema) -> str:
+    for name in ('cameras', 'state', 'action'):
+        if getattr(first, name) != getattr(this, name):
+            return (
+                f'{name} differ from the first episode: {getattr(this, name)} vs '
+                f'{getattr(first, name)}'
+            )
+    return 'differs from the first episode'
+
+
+def _fixed(values: np.ndarray) -> pa.FixedSizeListArray:
+    v = np.asarray(values, dtype=np.float32)
+    return pa.FixedSizeListArray.from_arrays(pa.array(v.reshape(-1)), v.shape[1])
+
+
+def _seed(value: Any) -> int | None:
+    return int(value) if isinstance(value, int) and value >= 0 else None
+
+
+def build_dataset(
+    bags_root: Path,
+    out_dir: Path,
+    cfg: BuildConfig | None = None,
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> BuildResult:
+    """Build the dataset of every episode bag under ``bags_root`` into ``out_dir``.
+
+    Raises :class:`DatasetBuildError` (with every episode's report; ``out_dir`` then holds only
+    ``sync_report.json``) when an episode fails its sync checks and ``skip_failing`` is off, or
+    when no episode remains.
+    """
+    cfg = cfg or BuildConfig()
+    log = log or (lambda _s: None)
+    bags_root, out_dir = Path(bags_root).expanduser(), Path(out_dir).expanduser()
+    bags = find_bags(bags_root)
+    if not bags:
+        raise DatasetBuildError(f'{bags_root}: no episode bags (episode_NNNNNN/ directories)')
+    if out_dir.exists() and any(out_dir.iterdir()):
+        only_report = [p.name for p in out_dir.iterdir()] == ['sync_report.json']
+        if not (overwrite or only_report):
+            raise DatasetBuildError(f'{out_dir} exists and is not empty (use --overwrite)')
+    tmp = out_dir.with_name(out_dir.name + '.partial')
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / 'data').mkdir(parents=True)
+    joint_names: dict[str, tuple[str, ...]] = {}
+    reports: list[dict[str, Any]] = []
+    episodes: list[dict[str, Any]] = []
+    sources: list[dict[str, Any]] = []
+    excluded: list[str] = []
+    schema: _Schema | None = None
+    frames = 0
+    failed = False
+    bar = tqdm(bags, desc='episodes', unit='ep', disable=not progress, file=sys.stderr)
+    try:
+        for path in bar:
+            bar.set_postfix_str(path.name)
+            try:
+                bag = read_episode(
+                    path,
+                    cfg.cameras or None,
+                    [cfg.state_topic, *cfg.action_topics],
+                    cfg.action_topics,
+                    joint_names,
+                )
+            except BagReadError as err:
+                reports.append({'bag': str(path), 'ok': False, 'violations': [str(err)]})
+                failed = True
+                continue
+            report = _episode_report(bag, None)
+            reports.append(report)
+            status, success = report['status'], report['success']
+            if status not in cfg.statuses or (cfg.success_only and success is not True):
+                report['skipped'] = f'status {status!r}, success {success!r} not selected'
+                report['ok'] = True
+                continue
+            table, schema = _process(bag, cfg, schema, report)
+            if table is None:
+                failed = True
+                excluded.append(path.name)
+                continue
+            index = len(episodes)
+            report['episode_index'] = index
+            report['included'] = True
+            pq.write_table(table, episode_file(tmp, index))
+            frames += table.num_rows
+            meta = bag.meta
+            instruction = str(meta.get('instruction') or bag.instruction_topic or '')
+            episodes.append(
+                {
+                    'episode_index': index,
+                    'source_index': int(report['source_index'] or 0),
+                    'bag': str(path),
+                    'instruction': instruction,
+                    'task': str(meta.get('task') or ''),
+                    'success': success if isinstance(success, bool) else None,
+                    'status': status,
+                    'length': table.num_rows,
+                    'start_ns': int(report['window_ns'][0]),
+                    'robot': str(meta.get('robot') or ''),
+                    'operator': str(meta.get('operator') or ''),
+                    'seed': _seed(meta.get('seed')),
+                    'max_cross_skew_s': float(report['max_cross_skew_s']),
+                }
+            )
+            mcaps = sorted(path.glob('*.mcap'))
+            sources.append(
+                {'episode_index': index, 'bag': str(path), 'mcap': [m.name for m in mcaps],
+                 'sha256': [_sha256(m) for m in mcaps]}
+            )  # fmt: skip
+            # Later episodes read their joints in the first one's column order.
+            joint_names[cfg.state_topic] = bag.joints[cfg.state_topic].names
+            if schema is not None:
+                joint_names[schema.action['topic']] = tuple(schema.action['names'])
+    finally:
+        bar.close()
+    for r in reports:
+        log(format_report(r))
+    report_doc = {
+        'ok': not failed,
+        'config': config_to_flat(cfg),
+        'episodes': reports,
+    }
+    if (failed and not cfg.skip_failing) or not episodes or schema is None:
+        shutil.rmtree(tmp, ignore_errors=True)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / 'sync_report.json').write_text(json.dumps(report_doc, indent=2) + '\n')
+        bad = [
+            f'  {Path(r["bag"]).name}: ' + '; '.join(r['violations'])
+            for r in reports
+            if r.get('violations')
+        ]
+        reason = 'episodes failed the sync checks' if bad else 'no episode selected'
+        raise DatasetBuildError(
+            f'dataset not built, {reason} (report: {out_dir / "sync_report.json"}):\n'
+            + '\n'.join(bad),
+            reports,
+        )
+    ep_table = pa.table(
+        {k: [e[k] for e in episodes] for k in EPISODE_COLUMNS},
+        schema=pa.schema(
+            [
+                ('episode_index', pa.int64()), ('source_index', pa.int64()), ('bag', pa.string()),
+                ('instruction', pa.string()), ('task', pa.string()), ('success', pa.bool_()),
+                ('status', pa.string()), ('length', pa.int64()), ('start_ns', pa.int64()),
+                ('robot', pa.string()), ('operator', pa.string()), ('seed', pa.int64()),
+                ('max_cross_skew_s', pa.float64()),
+            ]
+        ),
+    )  # fmt: skip
+    pq.write_table(ep_table, tmp / 'episodes.parquet')
+    info = {
+        'format': FORMAT_NAME,
+        'version': FORMAT_VERSION,
+        'fps': cfg.alignment.rate,
+        'total_episodes': len(episodes),
+        'total_frames': frames,
+        'cameras': schema.cameras,
+        'state': schema.state,
+        'action': schema.action,
+        'alignment': 'header stamps on a uniform grid; images nearest frame, state '
+        + ('interpolated' if cfg.interpolate else 'nearest message')
+        + '; see vla_core.alignment',
+        'build_config': config_to_flat(cfg),
+        'sources': sources,
+    }
+    (tmp / 'dataset.json').write_text(json.dumps(info, indent=2) + '\n')
+    (tmp / 'sync_report.json').write_text(json.dumps(report_doc, indent=2) + '\n')
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    tmp.rename(out_dir)
+    lerobot_dir = None
+    if cfg.lerobot.enabled:
+        lerobot_dir = out_dir / 'lerobot'
+        export_lerobot(out_dir, lerobot_dir, cfg.lerobot, progress=progress)
+    return BuildResult(out_dir, reports, len(episodes), frames, lerobot_dir, excluded)
+
+
+def format_report(r: dict[str, Any]) -> str:
+    """One episode's sync report as a few lines for the terminal."""
+    name = Path(r.get('bag', '?')).name
+    if r.get('skipped'):
+        return f'{name}: skipped ({r["skipped"]})'
+    head = (
+        f'{name}: {"OK" if r.get("ok") else "FAILED"} status={r.get("status", "?")} '
+        f'frames={r.get("frames", 0)}'
+    )
+    if 'max_cross_skew_s' in r:
+        a, b = r.get('cross_skew_pair', ['', ''])
+        head += f' max cross-stream skew {r["max_cross_skew_s"] * 1e3:.1f} ms ({a} vs {b})'
+    lines = [head]
+    for topic, s in (r.get('streams') or {}).items():
+        lines.append(
+            f'  {topic:<36} {s["rate_hz"]:6.1f} Hz  skew max {s["max_skew_s"] * 1e3:6.1f} ms '
+            f'mean {s["mean_abs_skew_s"] * 1e3:5.1f} ms  dup {s["duplicates"]} '
+            f'dropped {s["dropped"]} gaps {s["gaps"]} reordered {s["regressions"]} '
+            f'reused {s["reused"]}'
+        )
+    for topic, d in (r.get('recorder_drops') or {}).items():
+        lines.append(f'  recorder {topic}: {d}')
+    lines.extend(f'  ! {v}' for v in r.get('violations', []))
+    return '\n'.join(lines)
+
+
+def load_config(path: Path | None) -> BuildConfig:
+    """``config/dataset.yaml`` (its ``build_dataset`` section, or the whole file)."""
+    if path is None:
+        return BuildConfig()
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    data = data.get('build_dataset', data)
+    return config_from_dict(BuildConfig, data)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog='build_dataset', description=(__doc__ or '').splitlines()[0]
+    )
+    parser.add_argument('bags_root', type=Path, help='recorder output_dir, or one episode bag')
+    parser.add_argument('out_dir', type=Path, help='dataset directory to create')
+    parser.add_argument('--config', type=Path, help='YAML (config/dataset.yaml)')
+    parser.add_argument('--rate', type=float, help='control-rate grid [Hz]')
+    parser.add_argument('--max-skew', type=float, help='skew bound [s]')
+    parser.add_argument('--lerobot', action='store_true', help='also export LeRobot v3')
+    parser.add_argument('--skip-failing', action='store_true', help='leave out failing episodes')
+    parser.add_argument('--overwrite', action='store_true', help='replace an existing out_dir')
+    parser.add_argument('--no-progress', action='store_true')
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_config(args.config)
+        align = {}
+        if args.rate is not None:
+            align['rate'] = args.rate
+        if args.max_skew is not None:
+            align['max_skew'] = args.max_skew
+        if align:
+            cfg = cfg.replace(alignment=cfg.alignment.replace(**align))
+        if args.lerobot:
+            cfg = cfg.replace(lerobot=cfg.lerobot.replace(enabled=True))
+        if args.skip_failing:
+            cfg = cfg.replace(skip_failing=True)
+    except (ConfigError, OSError, yaml.YAMLError) as err:
+        print(f'build_dataset: {err}', file=sys.stderr)
+        return 2
+    try:
+        result = build_dataset(
+            args.bags_root,
+            args.out_dir,
+            cfg,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+            log=print,
+        )
+    except DatasetBuildError as err:
+        print(f'build_dataset: {err}', file=sys.stderr)
+        return 2
+    print(
+        f'dataset: {result.out_dir} ({result.episodes} episodes, {result.frames} frames at '
+        f'{cfg.alignment.rate:g} Hz); sync report: {result.out_dir / "sync_report.json"}'
+        + (f'; LeRobot v3: {result.lerobot_dir}' if result.lerobot_dir else '')
+        + (f'; left out: {result.excluded}' if result.excluded else '')
+    )
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
