@@ -16,7 +16,7 @@ setup:
 	@$(PYTHON) tools/vla_setup.py
 
 demo: setup
-	@$(IN_ENV) python -m vla_ros_common.runner $(GRAPH) $(if $(DURATION),--duration $(DURATION))
+	@$(IN_ENV) python -m vla_ros_common.runner $(GRAPH) --processes $(if $(DURATION),--duration $(DURATION))
 
 lint: setup
 	@$(IN_ENV) ruff check . && ruff format --check . && hadolint docker/Dockerfile.*
