@@ -15,7 +15,7 @@ setup(
     extras_require={'test': ['pytest']},
     maintainer='VLA suite maintainers',
     maintainer_email='maintainers@vla-suite.dev',
-    description='ROS-free camera and IMU drivers of the VLA suite.',
+    description='Camera and IMU drivers and nodes of the VLA suite.',
     license='Apache-2.0',
     entry_points={
         'console_scripts': [
