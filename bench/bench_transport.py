@@ -36,6 +36,7 @@ def publisher(args: argparse.Namespace) -> None:
     import numpy as np
     import rclpy
     from sensor_msgs.msg import Image
+
     from vla_ros_common.conversions import seconds_to_stamp
     from vla_ros_common.image import numpy_to_image
 
@@ -65,6 +66,7 @@ def publisher(args: argparse.Namespace) -> None:
 def subscriber(args: argparse.Namespace) -> None:
     import rclpy
     from sensor_msgs.msg import Image
+
     from vla_ros_common.conversions import stamp_to_seconds
 
     rclpy.init()

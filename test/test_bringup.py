@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from rclpy.lifecycle import LifecycleNode
 from rclpy.node import Node
+
 from vla_ros_common.graph import load_graph, resolve_plugin
 
 ROOT = Path(__file__).resolve().parent.parent

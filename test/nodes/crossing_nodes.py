@@ -12,10 +12,10 @@ from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from tf2_msgs.msg import TFMessage
-from vla_ros_common.image import image_to_numpy, numpy_to_image
-from vla_ros_common.tf import to_transform_msg
 
 from vla_ros_common import qos
+from vla_ros_common.image import image_to_numpy, numpy_to_image
+from vla_ros_common.tf import to_transform_msg
 
 WIDTH, HEIGHT, PAD = 641, 37, 7  # odd width, rows padded to a non-multiple of the pixel size
 

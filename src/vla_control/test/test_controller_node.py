@@ -31,13 +31,13 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool
 from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory
+
 from vla_control.controller_node import ControllerNode, JointStateMapper, LoopClock
 from vla_core.chunk import ActionChunk
-from vla_ros_common.conversions import chunk_to_msg, seconds_to_stamp, stamp_to_seconds
-from vla_ros_common.params import ParameterError
-
 from vla_interfaces.msg import ActionChunk as ActionChunkMsg
 from vla_ros_common import qos
+from vla_ros_common.conversions import chunk_to_msg, seconds_to_stamp, stamp_to_seconds
+from vla_ros_common.params import ParameterError
 
 NAMES = ('j1', 'j2')
 RATE = 100.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from vla_control.train_residual import export_onnx, fit_input_gain, relabel, train
 from vla_core.control import ControllerConfig, JointSample, ResidualConfig, ResidualController
 

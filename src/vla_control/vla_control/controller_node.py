@@ -60,6 +60,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool
 from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
 from vla_core.config import Config, iter_params, param
 from vla_core.control import (
     ControlCommand,
@@ -71,12 +72,11 @@ from vla_core.control import (
     ResidualController,
     TrackerMetrics,
 )
+from vla_interfaces.msg import ActionChunk as ActionChunkMsg
+from vla_ros_common import diagnostics, qos
 from vla_ros_common.conversions import chunk_from_msg, seconds_to_stamp, stamp_to_seconds
 from vla_ros_common.node_main import run_node
 from vla_ros_common.params import ParameterError, declare_config
-
-from vla_interfaces.msg import ActionChunk as ActionChunkMsg
-from vla_ros_common import diagnostics, qos
 
 __all__ = [
     'ControlLoopConfig',

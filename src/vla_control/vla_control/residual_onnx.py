@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
 from vla_core.control.residual import FEATURES_PER_JOINT
 
 __all__ = ['OnnxResidual']

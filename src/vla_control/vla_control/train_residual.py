@@ -35,6 +35,7 @@ import sys
 import time
 
 import numpy as np
+
 from vla_core.control.residual import FEATURES_PER_JOINT, residual_features
 
 __all__ = [

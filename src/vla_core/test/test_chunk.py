@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from vla_core.chunk import ActionChunk
 
 

@@ -1,6 +1,7 @@
 from dataclasses import dataclass
 
 import pytest
+
 from vla_core.config import (
     Config,
     ConfigError,

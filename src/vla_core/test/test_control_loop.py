@@ -6,6 +6,7 @@ import itertools
 import time
 
 import pytest
+
 from vla_core.control import DeadlineLoop, LoopConfig
 
 

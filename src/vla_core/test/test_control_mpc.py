@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from vla_core.chunk import ActionChunk
 from vla_core.control import (
     ControllerConfig,

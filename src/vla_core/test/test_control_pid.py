@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from vla_core.config import ConfigError
 from vla_core.control import JointPid, PidConfig
 

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+
 from vla_core.chunk import ActionChunk
 from vla_core.control import (
     ControlCommand,

@@ -1,4 +1,5 @@
 import pytest
+
 from vla_core.episodes import (
     KEY_BINDINGS,
     AutoAction,

@@ -1,4 +1,5 @@
 import pytest
+
 from vla_core.stats import success_rate, wilson_interval
 
 

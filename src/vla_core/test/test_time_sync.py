@@ -1,6 +1,7 @@
 import random
 
 import pytest
+
 from vla_core.config import ConfigError
 from vla_core.time_sync import ApproximateTimeSynchronizer, TimeSyncConfig
 

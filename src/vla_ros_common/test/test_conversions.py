@@ -1,14 +1,14 @@
 import numpy as np
 import pytest
+
 from vla_core.chunk import ActionChunk
+from vla_interfaces.msg import ActionChunk as ActionChunkMsg
 from vla_ros_common.conversions import (
     chunk_from_msg,
     chunk_to_msg,
     seconds_to_stamp,
     stamp_to_seconds,
 )
-
-from vla_interfaces.msg import ActionChunk as ActionChunkMsg
 
 
 def test_chunk_round_trip_preserves_everything():

@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+
 from vla_ros_common.graph import GraphError, load_graph, resolve_plugin
 
 NODE = (

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 from sensor_msgs.msg import Image
+
 from vla_ros_common.image import ENCODINGS, ImageEncodingError, image_to_numpy, numpy_to_image
 
 REQUIRED = ['rgb8', 'bgr8', 'mono8', 'mono16', '16UC1', '32FC1']

@@ -5,6 +5,7 @@ import rclpy
 from rclpy.context import Context
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+
 from vla_core.config import Config, param
 from vla_ros_common.params import ParameterError, declare_config
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from builtin_interfaces.msg import Time
 import numpy as np
-from vla_core.chunk import ActionChunk
 
+from vla_core.chunk import ActionChunk
 from vla_interfaces.msg import ActionChunk as ActionChunkMsg
 
 __all__ = ['chunk_from_msg', 'chunk_to_msg', 'seconds_to_stamp', 'stamp_to_seconds']

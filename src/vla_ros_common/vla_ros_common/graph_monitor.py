@@ -13,8 +13,8 @@ import time
 
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
-from vla_core.config import Config, param
 
+from vla_core.config import Config, param
 from vla_ros_common import diagnostics, qos
 from vla_ros_common.node_main import run_node
 from vla_ros_common.params import declare_config

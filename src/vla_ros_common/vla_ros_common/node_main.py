@@ -20,6 +20,7 @@ from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 from rclpy.task import Future
+
 from vla_core.config import ConfigError
 
 __all__ = ['StopSignal', 'activate_lifecycle', 'run_node', 'spin_nodes']

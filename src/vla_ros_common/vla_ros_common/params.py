@@ -29,6 +29,7 @@ from rclpy.exceptions import (
 )
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+
 from vla_core.config import (
     Config,
     ConfigError,

@@ -26,8 +26,8 @@ from rclpy.lifecycle import LifecycleNode
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
-from vla_core.config import ConfigError
 
+from vla_core.config import ConfigError
 from vla_ros_common.graph import GraphError, GraphSpec, NodeSpec, load_graph, resolve_plugin
 from vla_ros_common.node_main import StopSignal, activate_lifecycle, autostart, spin_nodes
 

@@ -19,8 +19,8 @@ from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from tf2_msgs.msg import TFMessage
-from vla_core.config import ConfigError
 
+from vla_core.config import ConfigError
 from vla_ros_common import qos
 from vla_ros_common.node_main import run_node
 from vla_ros_common.tf import StaticTransform, tf_message

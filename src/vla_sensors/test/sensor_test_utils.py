@@ -9,6 +9,7 @@ import tty
 
 import cv2
 import numpy as np
+
 from vla_sensors.witmotion import ACCEL, ANGLE, GYRO, encode_packet
 
 

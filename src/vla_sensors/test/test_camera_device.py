@@ -10,6 +10,8 @@ import time
 import cv2
 import numpy as np
 import pytest
+
+from vla_sensors import camera_sources
 from vla_sensors.camera import CameraConfig, CameraDriver
 from vla_sensors.camera_sources import (
     CameraError,
@@ -18,8 +20,6 @@ from vla_sensors.camera_sources import (
     diagnose_v4l2_device,
     jetson_csi_pipeline,
 )
-
-from vla_sensors import camera_sources
 
 
 class FakeDevice:

@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pytest
 from sensor_test_utils import decode_level, write_video
+
 from vla_sensors.camera import CameraConfig, CameraDriver
 from vla_sensors.camera_sources import CameraError, VideoFileSource
 

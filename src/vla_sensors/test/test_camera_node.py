@@ -23,6 +23,8 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo as CameraInfoMsg
 from sensor_msgs.msg import Image
 from sensor_test_utils import decode_level, write_video
+import yaml
+
 from vla_ros_common.conversions import stamp_to_seconds
 from vla_ros_common.image import image_to_numpy
 from vla_sensors.camera import CameraDriver
@@ -36,7 +38,6 @@ from vla_sensors.camera_sources import (
     FrameSource,
     RawFrame,
 )
-import yaml
 
 SUCCESS = TransitionCallbackReturn.SUCCESS
 FAILURE = TransitionCallbackReturn.FAILURE

@@ -6,6 +6,7 @@ import threading
 
 import numpy as np
 import pytest
+
 from vla_core.config import ConfigError
 from vla_sensors.camera import CameraConfig, CameraDriver, PolicyImageConfig
 from vla_sensors.camera_info import dump_camera_info, parse_camera_info

@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pytest
 from sensor_test_utils import FakeUsbSerial, wit_sample
+
 from vla_core.config import ConfigError
 from vla_sensors.imu import ImuDriverConfig, ImuError, ImuSample, ImuSerialDriver, axes_remap_matrix
 

@@ -19,6 +19,7 @@ from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Imu
 from sensor_test_utils import FakeUsbSerial, wit_sample
+
 from vla_ros_common.conversions import stamp_to_seconds
 from vla_sensors.imu import ImuError
 from vla_sensors.imu_node import ImuNode

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 from sensor_test_utils import wit_sample
+
 from vla_sensors.witmotion import (
     ACCEL,
     GYRO,

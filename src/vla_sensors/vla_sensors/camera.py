@@ -27,8 +27,8 @@ from typing import NamedTuple
 
 import cv2
 import numpy as np
-from vla_core.config import Config, ConfigError, param
 
+from vla_core.config import Config, ConfigError, param
 from vla_sensors.camera_info import (
     CalibrationError,
     CameraInfo,

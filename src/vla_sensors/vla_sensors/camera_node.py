@@ -30,13 +30,13 @@ from rclpy.publisher import Publisher
 from rclpy.timer import Timer
 from sensor_msgs.msg import CameraInfo as CameraInfoMsg
 from sensor_msgs.msg import Image
+
 from vla_core.config import Config, ConfigError, param
+from vla_ros_common import diagnostics, qos
 from vla_ros_common.conversions import seconds_to_stamp
 from vla_ros_common.image import numpy_to_image
 from vla_ros_common.node_main import run_node
 from vla_ros_common.params import declare_config
-
-from vla_ros_common import diagnostics, qos
 from vla_sensors.camera import CameraConfig, CameraDriver, CameraStats, PolicyImageTransform
 from vla_sensors.camera_info import CalibrationError, CameraInfo, load_camera_info
 from vla_sensors.camera_sources import CameraError

@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 import serial
+
 from vla_core.config import Config, ConfigError, param
 from vla_core.imu_filter import diagonal_covariance
-
 from vla_sensors.diagnostics import RateMeter
 from vla_sensors.witmotion import WitFrameDecoder, WitImuAssembler
 

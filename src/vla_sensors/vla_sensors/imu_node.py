@@ -27,13 +27,13 @@ from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
 from rclpy.node import Node
 from sensor_msgs.msg import Imu
+
 from vla_core.config import Config, param
 from vla_core.imu_filter import ImuFilter, ImuFilterConfig, diagonal_covariance
+from vla_ros_common import diagnostics, qos
 from vla_ros_common.conversions import seconds_to_stamp
 from vla_ros_common.node_main import run_node
 from vla_ros_common.params import declare_config
-
-from vla_ros_common import diagnostics, qos
 from vla_sensors.diagnostics import LatencyWindow
 from vla_sensors.imu import ImuDriverConfig, ImuError, ImuSample, ImuSerialDriver, ImuStats
 

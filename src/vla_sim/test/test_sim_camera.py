@@ -2,6 +2,7 @@ import math
 
 import numpy as np
 import pytest
+
 from vla_sim.config import SimConfig
 from vla_sim.expert import IkSolver
 from vla_sim.scene import MARKER_POS

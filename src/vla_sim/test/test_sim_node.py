@@ -22,14 +22,14 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, Imu, JointState
 from tf2_msgs.msg import TFMessage
+
 from vla_core.robot import Pose
+from vla_interfaces.msg import ActionChunk, EpisodeStatus
+from vla_ros_common import qos
 from vla_ros_common.conversions import stamp_to_seconds
 from vla_ros_common.image import image_to_numpy
 from vla_sim.scene import MARKER_POS
 from vla_sim.sim_node import SimNode
-
-from vla_interfaces.msg import ActionChunk, EpisodeStatus
-from vla_ros_common import qos
 
 RELIABLE = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
 TOPICS = {

@@ -2,6 +2,7 @@ import math
 
 import numpy as np
 import pytest
+
 from vla_core.config import ConfigError
 from vla_core.robot import CommandError, JointCommand, Pose
 from vla_sim.config import MismatchConfig, SimConfig

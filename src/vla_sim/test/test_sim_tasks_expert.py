@@ -2,6 +2,7 @@ import math
 
 import numpy as np
 import pytest
+
 from vla_core.chunk import ActionChunk
 from vla_core.robot import JointCommand
 from vla_sim.expert import ExpertConfig, IkSolver, PushExpert, chunk_target

@@ -20,8 +20,8 @@ import time
 
 import numpy as np
 from tqdm import tqdm
-from vla_core.stats import success_rate
 
+from vla_core.stats import success_rate
 from vla_sim.config import SimConfig
 from vla_sim.rollout import EpisodeResult, run_episode
 from vla_sim.sim import MujocoSim

@@ -18,10 +18,10 @@ import math
 
 import mujoco
 import numpy as np
+
 from vla_core.chunk import ActionChunk
 from vla_core.config import Config, param
 from vla_core.robot import Pose
-
 from vla_sim.scene import ARM_JOINTS, BLOCK_COLORS, BLOCK_HALF_SIZE
 from vla_sim.sim import MujocoSim
 from vla_sim.tasks import segment_distance

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 import time
 
 import numpy as np
-from vla_core.robot import JointCommand
 
+from vla_core.robot import JointCommand
 from vla_sim.expert import ExpertConfig, PushExpert, chunk_target
 from vla_sim.sim import MujocoSim
 from vla_sim.tasks import TabletopTask, TaskConfig

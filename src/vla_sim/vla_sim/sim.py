@@ -18,6 +18,7 @@ import math
 # vla_sim/__init__.py has already chosen MUJOCO_GL by the time this module is imported.
 import mujoco
 import numpy as np
+
 from vla_core.robot import (
     CameraIntrinsics,
     ImuSample,
@@ -26,7 +27,6 @@ from vla_core.robot import (
     Pose,
     RobotInterface,
 )
-
 from vla_sim.config import SimConfig
 from vla_sim.scene import (
     ARM_JOINTS,

@@ -29,19 +29,19 @@ from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, Imu, JointState
 from std_msgs.msg import String
 from tf2_msgs.msg import TFMessage
+
 from vla_core.chunk import ActionChunk
 from vla_core.config import Config, param
 from vla_core.robot import CameraIntrinsics, CommandError, JointCommand, validate_command
+from vla_interfaces.msg import ActionChunk as ActionChunkMsg
+from vla_interfaces.msg import EpisodeStatus
+from vla_interfaces.srv import ResetEpisode
+from vla_ros_common import diagnostics, qos
 from vla_ros_common.conversions import chunk_to_msg, seconds_to_stamp
 from vla_ros_common.image import numpy_to_image
 from vla_ros_common.node_main import run_node
 from vla_ros_common.params import declare_config
 from vla_ros_common.tf import to_transform_msg
-
-from vla_interfaces.msg import ActionChunk as ActionChunkMsg
-from vla_interfaces.msg import EpisodeStatus
-from vla_interfaces.srv import ResetEpisode
-from vla_ros_common import diagnostics, qos
 from vla_sim.config import SimConfig
 from vla_sim.expert import ExpertConfig, PushExpert
 from vla_sim.sim import MujocoSim

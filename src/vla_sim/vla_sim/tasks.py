@@ -11,9 +11,9 @@ from dataclasses import dataclass
 import math
 
 import numpy as np
+
 from vla_core.config import Config, ConfigError, param
 from vla_core.robot import JointCommand
-
 from vla_sim.scene import ARM_JOINTS, BLOCK_COLORS, BLOCK_HALF_SIZE
 from vla_sim.sim import HOME_QPOS, MujocoSim
 

@@ -11,11 +11,11 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 from tf2_msgs.msg import TFMessage
-from vla_core.config import Config, param
-from vla_ros_common.params import declare_config
 
+from vla_core.config import Config, param
 from vla_interfaces.msg import ActionChunk
 from vla_ros_common import qos
+from vla_ros_common.params import declare_config
 
 
 @dataclass(frozen=True, kw_only=True)

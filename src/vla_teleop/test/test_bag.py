@@ -11,8 +11,9 @@ import pytest
 from recorder_harness import read_bag
 from rosbags.rosbag2 import Reader
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
-from vla_teleop.bag import BagWriter, message_definition, recover_bag
 import yaml
+
+from vla_teleop.bag import BagWriter, message_definition, recover_bag
 
 QOS = [{'history': 'keep_last', 'depth': 5, 'reliability': 'reliable', 'durability': 'volatile',
         'deadline': {'sec': 0, 'nsec': 0}, 'lifespan': {'sec': 0, 'nsec': 0},

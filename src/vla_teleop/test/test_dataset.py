@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
 from vla_teleop.bag import BagWriter, message_definition, write_json_atomic
 from vla_teleop.dataset import (
     BuildConfig,

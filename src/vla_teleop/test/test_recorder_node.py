@@ -11,11 +11,11 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from recorder_harness import Harness, episode_json, read_bag, statuses, wait_for
 from recorder_test_nodes import DemoPublisher
-from vla_teleop.recover import main as recover_main
 
 from vla_interfaces.msg import EpisodeStatus
 from vla_interfaces.srv import ResetEpisode, StartEpisode, StopEpisode
 from vla_ros_common import qos
+from vla_teleop.recover import main as recover_main
 
 ERROR, WARN = b'\x02', b'\x01'
 
@@ -269,9 +269,10 @@ def test_interrupted_episode_is_recovered_at_start(harness, tmp_path):
 
 
 def test_shipped_parameter_file_is_valid():
+    import yaml
+
     from vla_core.config import config_from_dict
     from vla_teleop.recorder_node import RecorderConfig, parse_topics
-    import yaml
 
     root = Path(__file__).resolve().parents[3]
     params = yaml.safe_load((root / 'config' / 'recorder.yaml').read_text())

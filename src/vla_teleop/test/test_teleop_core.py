@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+
 from vla_core.config import ConfigError
 from vla_core.robot import JointStateSample
 from vla_teleop.teleop.core import InputSample, JogCommand, JogConfig, TeleopCore, parse_channel
@@ -203,6 +204,7 @@ def test_sim_jacobian_matches_finite_differences():
     names = ('joint1', 'joint2', 'joint3', 'joint4', 'joint5', 'joint6')
     jac_fn = sim_jacobian(names)
     import mujoco
+
     from vla_sim.config import SimConfig
     from vla_sim.scene import build_mjcf
 

@@ -3,6 +3,7 @@
 import os
 
 import pytest
+
 from vla_core.config import ConfigError
 from vla_teleop.teleop.gamepad import (
     JS_EVENT_AXIS,

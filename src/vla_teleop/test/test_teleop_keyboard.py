@@ -4,6 +4,7 @@ import os
 import termios
 
 import pytest
+
 from vla_teleop.teleop.keyboard import KeyboardConfig, KeyboardJog, TerminalReader, tokenize
 
 NAMES = ('joint1', 'joint2', 'joint3', 'joint4', 'joint5', 'joint6', 'gripper')

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from vla_core.config import ConfigError
 from vla_core.robot import JointStateSample
 from vla_teleop.teleop.core import JogConfig, TeleopCore

@@ -13,12 +13,12 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool
-from vla_ros_common.conversions import chunk_from_msg, seconds_to_stamp
-from vla_teleop.teleop.gamepad import JS_EVENT_AXIS, JS_EVENT_BUTTON, pack_event
-from vla_teleop.teleop_node import TeleopNode
 
 from vla_interfaces.msg import ActionChunk as ActionChunkMsg
 from vla_ros_common import qos
+from vla_ros_common.conversions import chunk_from_msg, seconds_to_stamp
+from vla_teleop.teleop.gamepad import JS_EVENT_AXIS, JS_EVENT_BUTTON, pack_event
+from vla_teleop.teleop_node import TeleopNode
 
 NAMES = ['joint1', 'joint2', 'gripper']
 

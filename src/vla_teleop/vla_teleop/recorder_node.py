@@ -56,6 +56,7 @@ from rclpy.experimental.events_executor import EventsExecutor
 from rclpy.node import Node
 from rclpy.serialization import deserialize_message
 from std_msgs.msg import String
+
 from vla_core.config import Config, param
 from vla_core.episodes import (
     KEY_BINDINGS,
@@ -72,13 +73,12 @@ from vla_core.episodes import (
     StreamMonitorConfig,
     key_help,
 )
-from vla_ros_common.node_main import run_node
-from vla_ros_common.params import declare_config
-from vla_ros_common.topics import message_class, subscription_qos_for
-
 from vla_interfaces.msg import EpisodeStatus
 from vla_interfaces.srv import ResetEpisode, StartEpisode, StopEpisode
 from vla_ros_common import diagnostics, qos
+from vla_ros_common.node_main import run_node
+from vla_ros_common.params import declare_config
+from vla_ros_common.topics import message_class, subscription_qos_for
 from vla_teleop.bag import (
     BagError,
     BagWriter,

@@ -27,14 +27,14 @@ import numpy as np
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool
+
 from vla_core.config import Config, param
 from vla_core.robot import JointStateSample
+from vla_interfaces.msg import ActionChunk as ActionChunkMsg
+from vla_ros_common import diagnostics, qos
 from vla_ros_common.conversions import chunk_to_msg, stamp_to_seconds
 from vla_ros_common.node_main import run_node
 from vla_ros_common.params import declare_config
-
-from vla_interfaces.msg import ActionChunk as ActionChunkMsg
-from vla_ros_common import diagnostics, qos
 from vla_teleop.teleop.core import InputSample, Jacobian, JogConfig, TeleopCore
 from vla_teleop.teleop.gamepad import GamepadConfig, GamepadJog
 from vla_teleop.teleop.keyboard import HELP, KeyboardConfig, KeyboardJog, TerminalReader

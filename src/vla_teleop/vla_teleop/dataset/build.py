@@ -34,11 +34,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
+import yaml
+
 from vla_core.alignment import NS, AlignmentConfig, align_streams, chunk_lookup, interpolate
 from vla_core.config import Config, ConfigError, config_from_dict, config_to_flat, param
 from vla_core.episodes import parse_episode_dir_name
-import yaml
-
 from vla_teleop.dataset.bag_reader import (
     BagReadError,
     EpisodeBag,

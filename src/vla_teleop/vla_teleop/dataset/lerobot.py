@@ -44,8 +44,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
-from vla_core.config import Config, param
 
+from vla_core.config import Config, param
 from vla_teleop.dataset.format import EpisodeDataset, decode_png
 
 __all__ = ['CODEBASE_VERSION', 'LeRobotConfig', 'export_lerobot']

@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from vla_core.chunk import ActionChunk
 from vla_core.config import Config, ConfigError, param
 from vla_core.robot import JointStateSample

@@ -27,7 +27,6 @@ import os
 import struct
 
 from vla_core.config import Config, ConfigError, param
-
 from vla_teleop.teleop.core import EE_AXES, InputSample, JogCommand, parse_channel
 
 __all__ = [

@@ -34,7 +34,6 @@ import os
 import select
 
 from vla_core.config import Config, param
-
 from vla_teleop.teleop.core import EE_AXES, InputSample, JogCommand
 
 __all__ = ['HELP', 'KeyboardConfig', 'KeyboardJog', 'TerminalReader', 'tokenize']

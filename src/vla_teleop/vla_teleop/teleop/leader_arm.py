@@ -16,8 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from vla_core.config import Config, ConfigError, param
 
+from vla_core.config import Config, ConfigError, param
 from vla_teleop.teleop.core import InputSample, JogCommand, per_joint
 
 __all__ = ['LeaderArmConfig', 'LeaderArmInput', 'LeaderArmMapper', 'parse_joint_map']
