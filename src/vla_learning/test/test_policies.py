@@ -1,0 +1,140 @@
+"""Flow sampling, gradients, normalization, ACT through the common interface."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from learning_test_utils import first_batch, tiny_policy
+from vla_learning.normalization import NormStats
+from vla_learning.policies.base import Policy
+from vla_learning.training.checkpoint import load_policy, save_checkpoint
+
+
+@pytest.mark.parametrize('policy_type', ['flow', 'act'])
+def test_predict_chunk_shape_and_interface(policy_type: str, tiny_data) -> None:
+    train, _ = tiny_data
+    policy = tiny_policy(policy_type, train).eval()
+    assert isinstance(policy, Policy)
+    b = first_batch(train, 3)
+    loss, logs = policy.compute_loss(b, torch.Generator().manual_seed(0))
+    assert loss.ndim == 0 and torch.isfinite(loss) and logs
+    with torch.no_grad():
+        out = policy.predict_chunk(b.images, b.state, b.lang_emb, policy.sample_noise(3))
+    assert out.shape == (3, 4, 6)
+    assert policy.uses_noise == (policy_type == 'flow')
+
+
+def test_flow_sampling_is_deterministic_given_the_noise_seed(tiny_data) -> None:
+    train, _ = tiny_data
+    policy = tiny_policy('flow', train).eval()
+    b = first_batch(train, 2)
+
+    def sample(seed: int) -> torch.Tensor:
+        noise = policy.sample_noise(2, torch.Generator().manual_seed(seed))
+        with torch.no_grad():
+            return policy.predict_chunk(b.images, b.state, b.lang_emb, noise)
+
+    torch.testing.assert_close(sample(7), sample(7), rtol=0, atol=0)
+    assert not torch.allclose(sample(7), sample(8))
+
+
+def test_flow_integrates_num_steps_of_the_velocity_field(tiny_data) -> None:
+    train, _ = tiny_data
+    policy = tiny_policy('flow', train).eval()
+    calls = []
+    policy.expert.register_forward_hook(lambda *_: calls.append(1))
+    b = first_batch(train, 1)
+    with torch.no_grad():
+        policy.predict_chunk(b.images, b.state, b.lang_emb, policy.sample_noise(1))
+    assert len(calls) == policy.config.flow.num_steps
+
+
+def test_act_is_deterministic_and_ignores_noise(tiny_data) -> None:
+    train, _ = tiny_data
+    policy = tiny_policy('act', train).eval()
+    b = first_batch(train, 2)
+    with torch.no_grad():
+        a = policy.predict_chunk(b.images, b.state, b.lang_emb, policy.sample_noise(2))
+        c = policy.predict_chunk(b.images, b.state, b.lang_emb)
+    torch.testing.assert_close(a, c, rtol=0, atol=0)
+
+
+def _grad_report(policy: Policy, batch) -> tuple[list[str], list[str]]:
+    policy.train()
+    loss, _ = policy.compute_loss(batch, torch.Generator().manual_seed(0))
+    loss.backward()
+    missing = [
+        n for n, p in policy.named_parameters()
+        if p.requires_grad and (p.grad is None or not torch.any(p.grad != 0))
+    ]  # fmt: skip
+    leaked = [n for n, p in policy.named_parameters() if not p.requires_grad and p.grad is not None]
+    return missing, leaked
+
+
+@pytest.mark.parametrize('policy_type', ['flow', 'act'])
+def test_every_trainable_parameter_gets_gradient(policy_type: str, tiny_data) -> None:
+    train, _ = tiny_data
+    policy = tiny_policy(policy_type, train)
+    assert all(p.requires_grad for p in policy.parameters())
+    missing, leaked = _grad_report(policy, first_batch(train))
+    assert missing == [] and leaked == []
+
+
+@pytest.mark.parametrize(
+    ('stride', 'tail'), [(32, ('_blocks.15.', '_conv_head', '_bn1')), (16, ('_blocks.10.',))]
+)
+def test_frozen_pretrained_efficientnet_gets_no_gradient(stride, tail, tiny_data) -> None:
+    """Real EfficientNet-Lite0 ImageNet weights, last MBConv block (+ head) unfrozen."""
+    train, _ = tiny_data
+    policy = tiny_policy(
+        'flow', train, backbone='efficientnet-lite0', pretrained=True, freeze=True,
+        trainable_blocks=1, feature_stride=stride,
+    )  # fmt: skip
+    net = policy.encoder.vision.backbone.net
+    before = {k: v.clone() for k, v in net.state_dict().items() if 'running' in k}
+    missing, leaked = _grad_report(policy, first_batch(train, 2))
+    assert missing == [] and leaked == []
+    frozen = [n for n, p in net.named_parameters() if not p.requires_grad]
+    trainable = [n for n, p in net.named_parameters() if p.requires_grad]
+    assert any(n.startswith('_conv_stem') for n in frozen)
+    assert any(n.startswith('_blocks.0.') for n in frozen)
+    assert trainable and all(n.startswith(tail) for n in trainable)
+    for name, p in net.named_parameters():
+        assert (p.grad is not None) == p.requires_grad, name
+    # Frozen BatchNorm keeps its ImageNet running statistics in train mode.
+    assert not net._bn0.training
+    for k, v in before.items():
+        torch.testing.assert_close(net.state_dict()[k], v)
+
+
+def test_normalization_stats_travel_with_the_weights(tiny_data, tmp_path) -> None:
+    train, _ = tiny_data
+    policy = tiny_policy('flow', train)
+    stats = train.norm_stats()
+    assert not np.allclose(stats.action_mean, 0)
+    path = save_checkpoint(tmp_path / 'p.pt', policy, step=3)
+    loaded = load_policy(path)
+    got = loaded.normalizer.stats()
+    for name in ('state_mean', 'state_std', 'action_mean', 'action_std'):
+        np.testing.assert_allclose(getattr(got, name), getattr(stats, name), rtol=1e-6)
+    b = first_batch(train, 2)
+    noise = policy.sample_noise(2, torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(
+            loaded.predict_chunk(b.images, b.state, b.lang_emb, noise),
+            policy.eval().predict_chunk(b.images, b.state, b.lang_emb, noise),
+        )
+
+
+def test_normalizer_round_trip() -> None:
+    from vla_learning.normalization import Normalizer
+
+    rng = np.random.default_rng(0)
+    stats = NormStats.from_data(rng.normal(2, 3, (50, 3)), rng.normal(-1, 0.5, (50, 4, 2)))
+    norm = Normalizer(3, 2, stats)
+    a = torch.randn(5, 4, 2)
+    torch.testing.assert_close(norm.unnormalize_actions(norm.normalize_actions(a)), a)
+    with pytest.raises(ValueError, match='do not match'):
+        Normalizer(4, 2, stats)

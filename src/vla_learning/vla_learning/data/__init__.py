@@ -1,0 +1,1 @@
+"""Datasets of (observation, action chunk) pairs and recorded observations for export checks."""

@@ -1,0 +1,124 @@
+"""In-memory chunk dataset and recorded observations.
+
+Images stay ``uint8`` in memory and become float ``[0, 1]`` per batch. Instructions are stored
+once as strings plus an embedding table; samples index into it, so the language model runs once
+per distinct instruction, as at deployment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vla_learning.normalization import NormStats
+from vla_learning.policies.base import Batch
+from vla_learning.policies.configuration_common import FeaturesConfig
+
+__all__ = ['ChunkDataset', 'RecordedObservations']
+
+
+@dataclass
+class ChunkDataset:
+    """``N`` samples: observation (images, state, instruction) and the expert's chunk."""
+
+    images: torch.Tensor  # (N, C, 3, H, W) uint8
+    state: torch.Tensor  # (N, S) float32
+    instruction_index: torch.Tensor  # (N,) int64 into ``instructions``
+    instructions: tuple[str, ...]
+    lang_table: torch.Tensor  # (K, L) float32, one embedding per instruction
+    actions: torch.Tensor  # (N, H, A) float32
+    features: FeaturesConfig
+    vision_features: torch.Tensor | None = None  # (N, C, F, h, w), see cache_vision_features
+
+    def __post_init__(self) -> None:
+        n = self.images.shape[0]
+        f = self.features
+        expected = {
+            'images': (n, f.num_cameras, 3, f.image_size, f.image_size),
+            'state': (n, f.state_dim),
+            'instruction_index': (n,),
+            'lang_table': (len(self.instructions), f.lang_dim),
+            'actions': (n, f.horizon, f.action_dim),
+        }
+        for name, shape in expected.items():
+            if tuple(getattr(self, name).shape) != shape:
+                raise ValueError(f'{name}: shape {tuple(getattr(self, name).shape)} != {shape}')
+        if self.images.dtype != torch.uint8:
+            raise ValueError('images must be uint8')
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def batch(self, index: torch.Tensor) -> Batch:
+        """Samples ``index (B,)`` as a float batch."""
+        return Batch(
+            images=self.images[index].float() / 255.0,
+            state=self.state[index],
+            lang_emb=self.lang_table[self.instruction_index[index]],
+            actions=self.actions[index],
+            vision_features=None if self.vision_features is None else self.vision_features[index],
+        )
+
+    @torch.no_grad()
+    def cache_vision_features(
+        self, vision: torch.nn.Module, device: torch.device, chunk: int = 64
+    ) -> None:
+        """Run a frozen backbone over every image once (``vision.backbone_features``)."""
+        out = []
+        for start in range(0, len(self), chunk):
+            images = self.images[start : start + chunk].to(device).float() / 255.0
+            out.append(vision.backbone_features(images).cpu())
+        self.vision_features = torch.cat(out)
+
+    def norm_stats(self) -> NormStats:
+        return NormStats.from_data(self.state.numpy(), self.actions.numpy())
+
+    def record_observations(self, count: int) -> RecordedObservations:
+        """The first ``count`` samples as recorded observations (for parity and calibration)."""
+        count = min(count, len(self))
+        idx = self.instruction_index[:count]
+        return RecordedObservations(
+            images=self.images[:count].numpy(),
+            state=self.state[:count].numpy(),
+            lang_emb=self.lang_table[idx].numpy(),
+            instructions=tuple(self.instructions[i] for i in idx.tolist()),
+        )
+
+
+@dataclass
+class RecordedObservations:
+    """Observations to check an export on (parity) or calibrate INT8 with; ``.npz``, no pickle."""
+
+    images: np.ndarray  # (N, C, 3, H, W) uint8
+    state: np.ndarray  # (N, S) float32
+    lang_emb: np.ndarray  # (N, L) float32
+    instructions: tuple[str, ...] = ()
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def images_float(self) -> np.ndarray:
+        """``(N, C, 3, H, W)`` float32 in [0, 1], the model's image input."""
+        return self.images.astype(np.float32) / 255.0
+
+    def save(self, path: str | Path) -> None:
+        np.savez_compressed(
+            path,
+            images=self.images,
+            state=self.state.astype(np.float32),
+            lang_emb=self.lang_emb.astype(np.float32),
+            instructions=np.asarray(self.instructions, dtype=str),
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> RecordedObservations:
+        with np.load(path, allow_pickle=False) as data:
+            return cls(
+                images=data['images'],
+                state=data['state'].astype(np.float32),
+                lang_emb=data['lang_emb'].astype(np.float32),
+                instructions=tuple(str(s) for s in data['instructions']),
+            )

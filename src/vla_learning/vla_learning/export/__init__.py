@@ -1,0 +1,1 @@
+"""ONNX export of the full inference path and the ONNX-vs-PyTorch parity gate."""

@@ -1,0 +1,95 @@
+"""Normalization statistics that live in the model's state_dict, so they travel with the weights.
+
+The stats are persistent buffers: a checkpoint carries them, and the ONNX export bakes them into
+the graph, so the deployed model takes raw joint values and returns raw joint targets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ['NormStats', 'Normalizer']
+
+_MIN_STD = 1e-4  # a joint that never moves must not blow up the normalized values
+
+
+@dataclass(frozen=True)
+class NormStats:
+    """Per-dimension mean and std of the state ``(S,)`` and of the action targets ``(A,)``."""
+
+    state_mean: np.ndarray
+    state_std: np.ndarray
+    action_mean: np.ndarray
+    action_std: np.ndarray
+
+    @classmethod
+    def from_data(cls, state: np.ndarray, actions: np.ndarray) -> NormStats:
+        """Stats of ``state (N, S)`` and ``actions (N, H, A)``."""
+        flat_actions = actions.reshape(-1, actions.shape[-1])
+        return cls(
+            state_mean=state.mean(0).astype(np.float32),
+            state_std=state.std(0).astype(np.float32),
+            action_mean=flat_actions.mean(0).astype(np.float32),
+            action_std=flat_actions.std(0).astype(np.float32),
+        )
+
+    @classmethod
+    def identity(cls, state_dim: int, action_dim: int) -> NormStats:
+        return cls(
+            state_mean=np.zeros(state_dim, np.float32),
+            state_std=np.ones(state_dim, np.float32),
+            action_mean=np.zeros(action_dim, np.float32),
+            action_std=np.ones(action_dim, np.float32),
+        )
+
+
+class Normalizer(nn.Module):
+    """Holds the stats as persistent buffers; maps raw <-> normalized state and actions."""
+
+    state_mean: torch.Tensor
+    state_std: torch.Tensor
+    action_mean: torch.Tensor
+    action_std: torch.Tensor
+
+    def __init__(self, state_dim: int, action_dim: int, stats: NormStats | None = None) -> None:
+        super().__init__()
+        stats = stats or NormStats.identity(state_dim, action_dim)
+        for name in ('state_mean', 'state_std', 'action_mean', 'action_std'):
+            self.register_buffer(name, torch.zeros(0), persistent=True)
+        self.set_stats(stats)
+        if self.state_mean.shape != (state_dim,) or self.action_mean.shape != (action_dim,):
+            raise ValueError(
+                f'stats shapes {tuple(self.state_mean.shape)}/{tuple(self.action_mean.shape)} '
+                f'do not match state_dim={state_dim}, action_dim={action_dim}'
+            )
+
+    def set_stats(self, stats: NormStats) -> None:
+        for name in ('state_mean', 'state_std', 'action_mean', 'action_std'):
+            value = torch.as_tensor(np.asarray(getattr(stats, name)), dtype=torch.float32)
+            if name.endswith('std'):
+                value = value.clamp_min(_MIN_STD)
+            setattr(self, name, value.clone())
+
+    def stats(self) -> NormStats:
+        return NormStats(
+            **{
+                k: getattr(self, k).detach().cpu().numpy().copy()
+                for k in ('state_mean', 'state_std', 'action_mean', 'action_std')
+            }
+        )
+
+    def normalize_state(self, state: torch.Tensor) -> torch.Tensor:
+        """``(B, S)`` raw -> normalized."""
+        return (state - self.state_mean) / self.state_std
+
+    def normalize_actions(self, actions: torch.Tensor) -> torch.Tensor:
+        """``(B, H, A)`` raw -> normalized."""
+        return (actions - self.action_mean) / self.action_std
+
+    def unnormalize_actions(self, actions: torch.Tensor) -> torch.Tensor:
+        """``(B, H, A)`` normalized -> raw."""
+        return actions * self.action_std + self.action_mean

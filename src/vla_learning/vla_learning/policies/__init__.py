@@ -1,0 +1,1 @@
+"""Policy types behind one interface (:class:`vla_learning.policies.base.Policy`)."""

@@ -1,0 +1,1 @@
+"""ACT: CVAE + transformer, chunked."""

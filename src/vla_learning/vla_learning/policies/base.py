@@ -1,0 +1,96 @@
+"""The policy interface every policy type implements (training loss + chunk prediction)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from vla_learning.normalization import Normalizer, NormStats
+from vla_learning.policies.configuration_policy import PolicyConfig
+from vla_learning.policies.observation_encoder import ObservationEncoder
+
+__all__ = ['Batch', 'Policy']
+
+
+@dataclass
+class Batch:
+    """One training batch; raw (unnormalized) state and actions."""
+
+    images: torch.Tensor  # (B, N, 3, H, W) float in [0, 1]
+    state: torch.Tensor  # (B, S)
+    lang_emb: torch.Tensor  # (B, L)
+    actions: torch.Tensor  # (B, H, A)
+    # (B, N, C, h, w) frozen-backbone features computed once per dataset (a training speed-up)
+    vision_features: torch.Tensor | None = None
+
+    def to(self, device: torch.device | str) -> Batch:
+        return Batch(
+            *(t.to(device, non_blocking=True) for t in self.astuple()),
+            vision_features=None
+            if self.vision_features is None
+            else self.vision_features.to(device, non_blocking=True),
+        )
+
+    def astuple(self) -> tuple[torch.Tensor, ...]:
+        return (self.images, self.state, self.lang_emb, self.actions)
+
+    def __len__(self) -> int:
+        return int(self.state.shape[0])
+
+
+class Policy(nn.Module, ABC):
+    """A chunked visuomotor policy.
+
+    ``forward`` is the deployed path (what ONNX/TensorRT run): raw inputs in, raw joint targets
+    out, normalization inside. ``uses_noise`` says whether it takes the ``noise`` input.
+    """
+
+    uses_noise: ClassVar[bool] = False
+    encoder: ObservationEncoder  # every policy type has the shared observation trunk
+
+    def __init__(self, config: PolicyConfig, stats: NormStats | None = None) -> None:
+        super().__init__()
+        self.config = config
+        f = config.features
+        self.normalizer = Normalizer(f.state_dim, f.action_dim, stats)
+
+    @property
+    def chunk_shape(self) -> tuple[int, int]:
+        """``(H, A)``."""
+        return self.config.features.horizon, self.config.features.action_dim
+
+    @abstractmethod
+    def compute_loss(
+        self, batch: Batch, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Scalar training loss and scalar logs; all randomness drawn from ``generator``."""
+
+    @abstractmethod
+    def predict_chunk(
+        self,
+        images: torch.Tensor,
+        state: torch.Tensor,
+        lang_emb: torch.Tensor,
+        noise: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``images (B, N, 3, H, W)`` in [0, 1], raw ``state (B, S)``, ``lang_emb (B, L)``,
+        ``noise (B, H, A)`` (flow only; ignored otherwise) -> raw targets ``(B, H, A)``."""
+
+    def forward(
+        self,
+        images: torch.Tensor,
+        state: torch.Tensor,
+        lang_emb: torch.Tensor,
+        noise: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        return self.predict_chunk(images, state, lang_emb, noise)
+
+    def sample_noise(
+        self, batch_size: int, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Standard normal ``(B, H, A)`` on the CPU (the generator decides determinism)."""
+        return torch.randn(batch_size, *self.chunk_shape, generator=generator)

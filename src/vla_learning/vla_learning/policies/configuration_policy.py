@@ -1,0 +1,28 @@
+"""Top-level policy configuration: which policy type, and the configs of its parts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vla_core.config import Config, param
+from vla_learning.policies.act.configuration_act import ACTConfig
+from vla_learning.policies.configuration_common import FeaturesConfig, TrunkConfig, VisionConfig
+from vla_learning.policies.flow.configuration_flow import FlowConfig
+
+__all__ = ['POLICY_TYPES', 'PolicyConfig']
+
+POLICY_TYPES = ('flow', 'act')
+
+
+@dataclass(frozen=True, kw_only=True)
+class PolicyConfig(Config):
+    """Everything needed to rebuild a policy; stored in every checkpoint."""
+
+    type: str = param('flow', description='policy type', choices=POLICY_TYPES)
+    features: FeaturesConfig = param(
+        default_factory=FeaturesConfig, description='inputs and outputs'
+    )
+    vision: VisionConfig = param(default_factory=VisionConfig, description='image encoder')
+    trunk: TrunkConfig = param(default_factory=TrunkConfig, description='transformer trunk')
+    flow: FlowConfig = param(default_factory=FlowConfig, description='flow expert (type=flow)')
+    act: ACTConfig = param(default_factory=ACTConfig, description='ACT (type=act)')

@@ -1,0 +1,1 @@
+"""pi0-style flow-matching VLA: transformer trunk + action expert."""

@@ -1,0 +1,125 @@
+"""pi0-style VLA: transformer trunk over the observation, flow-matching action expert.
+
+Training (pi0 convention): ``x_t = t * noise + (1 - t) * actions``, target velocity
+``u = noise - actions``, ``t ~ Beta``. Inference integrates ``dx/dt = v(x, t)`` from t=1 (noise) to
+t=0 in ``num_steps`` Euler steps. The trunk runs once; only the expert runs per step, with
+cross-attention to the trunk's output (the role of pi0's prefix KV cache).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from vla_learning.normalization import NormStats
+from vla_learning.policies.base import Batch, Policy
+from vla_learning.policies.configuration_policy import PolicyConfig
+from vla_learning.policies.layers import TransformerBlock, sinusoidal_embedding
+from vla_learning.policies.observation_encoder import ObservationEncoder
+
+__all__ = ['FlowMatchingPolicy']
+
+
+class ActionExpert(nn.Module):
+    """Velocity field ``v(x_t (B, H, A), t (B,), memory (B, T, D)) -> (B, H, A)``."""
+
+    def __init__(self, horizon: int, action_dim: int, dim: int, config: PolicyConfig) -> None:
+        super().__init__()
+        trunk = config.trunk
+        self.dim = dim
+        self.action_in = nn.Linear(action_dim, dim)
+        # pi0 fuses action and time embeddings with an MLP rather than adding them.
+        self.fuse = nn.Sequential(nn.Linear(2 * dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+        self.pos = nn.Parameter(torch.randn(1, horizon, dim) * 0.02)
+        self.blocks = nn.ModuleList(
+            TransformerBlock(dim, trunk.num_heads, trunk.mlp_ratio, trunk.dropout, cross=True)
+            for _ in range(config.flow.expert_layers)
+        )
+        self.norm = nn.LayerNorm(dim)
+        self.action_out = nn.Linear(dim, action_dim)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+        h = self.action_in(x)
+        t_emb = sinusoidal_embedding(t, self.dim)[:, None].expand(-1, x.shape[1], -1)
+        h = self.fuse(torch.cat([h, t_emb], dim=-1)) + self.pos
+        for block in self.blocks:
+            h = block(h, memory)
+        return self.action_out(self.norm(h))
+
+
+class FlowMatchingPolicy(Policy):
+    """Compact VLA with a flow-matching action expert."""
+
+    uses_noise: ClassVar[bool] = True
+
+    def __init__(self, config: PolicyConfig, stats: NormStats | None = None) -> None:
+        super().__init__(config, stats)
+        f = config.features
+        self.encoder = ObservationEncoder(f, config.vision, config.trunk)
+        self.expert = ActionExpert(f.horizon, f.action_dim, config.trunk.d_model, config)
+
+    def _sample_time(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
+        cfg = self.config.flow
+        if cfg.time_sampling == 'beta':
+            # Inverse-CDF from uniforms: torch's Beta sampler takes no generator, and every draw
+            # must come from ``generator`` for resume to reproduce the loss trajectory.
+            t = _beta_from_uniform(
+                torch.rand(n, generator=generator), cfg.beta_alpha, cfg.beta_beta
+            )
+        else:
+            t = torch.rand(n, generator=generator)
+        return t * (1.0 - cfg.time_min) + cfg.time_min
+
+    def compute_loss(
+        self, batch: Batch, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        actions = self.normalizer.normalize_actions(batch.actions)
+        b = actions.shape[0]
+        noise = torch.randn(actions.shape, generator=generator).to(actions.device)
+        t = self._sample_time(b, generator).to(actions.device)
+        x_t = t[:, None, None] * noise + (1.0 - t[:, None, None]) * actions
+        state_n = self.normalizer.normalize_state(batch.state)
+        memory = self.encoder(
+            batch.images, state_n, batch.lang_emb, vision_features=batch.vision_features
+        )
+        v = self.expert(x_t, t, memory)
+        loss = F.mse_loss(v, noise - actions)
+        return loss, {'flow_mse': float(loss.detach())}
+
+    def predict_chunk(
+        self,
+        images: torch.Tensor,
+        state: torch.Tensor,
+        lang_emb: torch.Tensor,
+        noise: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        if noise is None:
+            noise = self.sample_noise(state.shape[0]).to(state.device)
+        memory = self.encoder(images, self.normalizer.normalize_state(state), lang_emb)
+        steps = self.config.flow.num_steps
+        dt = -1.0 / steps
+        x = noise
+        ones = torch.ones(state.shape[0], device=state.device, dtype=x.dtype)
+        # A Python loop: traced into an unrolled graph of ``steps`` expert calls on export.
+        for k in range(steps):
+            x = x + dt * self.expert(x, ones * (1.0 - k / steps), memory)
+        return self.normalizer.unnormalize_actions(x)
+
+
+def _beta_from_uniform(u: torch.Tensor, alpha: float, beta: float) -> torch.Tensor:
+    """Beta(alpha, beta) samples ``(n,)`` from uniforms ``u (n,)`` by inverting a tabulated CDF.
+
+    A 2048-cell table is far finer than time sampling needs.
+    """
+    grid = torch.linspace(0.0, 1.0, 2049, dtype=torch.float64)
+    mid = (grid[1:] + grid[:-1]) / 2
+    pdf = mid.pow(alpha - 1) * (1 - mid).pow(beta - 1)
+    cdf = torch.cat([torch.zeros(1, dtype=torch.float64), pdf.cumsum(0)])
+    cdf = cdf / cdf[-1]
+    idx = torch.searchsorted(cdf, u.double().clamp(0, 1)).clamp(1, grid.numel() - 1)
+    lo, hi = cdf[idx - 1], cdf[idx]
+    frac = (u.double() - lo) / (hi - lo).clamp_min(1e-12)
+    return (grid[idx - 1] + frac * (grid[idx] - grid[idx - 1])).float()

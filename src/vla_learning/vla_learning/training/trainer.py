@@ -1,0 +1,224 @@
+"""The training loop: seeded, resumable, validated, plotted; DDP when launched by torchrun."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from vla_core.config import config_to_flat
+from vla_learning.data.dataset import ChunkDataset
+from vla_learning.policies.base import Batch, Policy
+from vla_learning.policies.factory import make_policy
+from vla_learning.training.checkpoint import load_checkpoint, save_checkpoint
+from vla_learning.training.configuration_train import ExperimentConfig
+from vla_learning.training.distributed import DistContext, init_distributed
+
+__all__ = ['Trainer', 'make_datasets']
+
+
+def make_datasets(cfg: ExperimentConfig) -> tuple[ChunkDataset, ChunkDataset]:
+    if cfg.data.source == 'synthetic':
+        from vla_learning.data.synthetic import make_synthetic_datasets
+
+        return make_synthetic_datasets(cfg.data.synthetic)
+    raise ValueError(f'unknown data source {cfg.data.source!r}')
+
+
+class _LossModule(nn.Module):
+    """Routes DDP's forward to ``compute_loss`` so gradients are all-reduced."""
+
+    def __init__(self, policy: Policy) -> None:
+        super().__init__()
+        self.policy = policy
+
+    def forward(self, batch: Batch, generator: torch.Generator) -> Any:
+        return self.policy.compute_loss(batch, generator)
+
+
+class Trainer:
+    """Builds data, policy and optimizer from an :class:`ExperimentConfig`, then :meth:`fit`."""
+
+    def __init__(
+        self,
+        cfg: ExperimentConfig,
+        datasets: tuple[ChunkDataset, ChunkDataset] | None = None,
+        dist: DistContext | None = None,
+    ) -> None:
+        tc = cfg.train
+        if tc.num_threads:
+            torch.set_num_threads(tc.num_threads)
+        self.dist = dist or init_distributed(tc.device)
+        self.device = self.dist.device
+        self.out = Path(tc.output_dir)
+        self.train_set, self.val_set = datasets or make_datasets(cfg)
+        # The dataset decides the policy's input/output sizes.
+        self.cfg = cfg.replace(policy=cfg.policy.replace(features=self.train_set.features))
+        torch.manual_seed(tc.seed)  # parameter init
+        self.policy = make_policy(self.cfg.policy, self.train_set.norm_stats()).to(self.device)
+        vision = self.policy.encoder.vision
+        if tc.cache_vision_features and vision.fully_frozen:
+            # A frozen backbone without augmentation gives the same features every epoch.
+            vision.eval()
+            for dataset in (self.train_set, self.val_set):
+                if dataset.vision_features is None:
+                    dataset.cache_vision_features(vision, self.device)
+        self.params = [p for p in self.policy.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(
+            self.params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay
+        )
+        self.loss_module: nn.Module = _LossModule(self.policy)
+        if self.dist.enabled:
+            ids = [self.device.index] if self.device.type == 'cuda' else None
+            self.loss_module = nn.parallel.DistributedDataParallel(self.loss_module, device_ids=ids)
+        # Every random draw of the loop (sampling, noise, t, z) comes from this generator.
+        self.generator = torch.Generator().manual_seed(tc.seed + 7919 * self.dist.rank)
+        self.step = 0
+        self.history: dict[str, list[float]] = {
+            'step': [], 'train_loss': [], 'lr': [],
+            'val_step': [], 'val_loss': [], 'val_action_mse': [],
+        }  # fmt: skip
+
+    # ---- schedule -------------------------------------------------------------------------
+    def lr_at(self, step: int) -> float:
+        """Linear warm-up, then cosine down to ``min_lr_ratio * lr``."""
+        o, total = self.cfg.optim, self.cfg.train.steps
+        if step < o.warmup_steps:
+            return o.lr * (step + 1) / o.warmup_steps
+        progress = (step - o.warmup_steps) / max(1, total - o.warmup_steps)
+        cos = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        return o.lr * (o.min_lr_ratio + (1 - o.min_lr_ratio) * cos)
+
+    # ---- checkpoints ----------------------------------------------------------------------
+    def save(self, path: Path) -> Path:
+        rng = {'torch': torch.get_rng_state(), 'generator': self.generator.get_state()}
+        if torch.cuda.is_available():
+            rng['cuda'] = torch.cuda.get_rng_state()
+        return save_checkpoint(
+            path,
+            self.policy,
+            self.step,
+            optimizer=self.optimizer.state_dict(),
+            rng=rng,
+            history=self.history,
+            experiment=config_to_flat(self.cfg),
+        )
+
+    def resume(self, path: str | Path) -> None:
+        ckpt = load_checkpoint(path, map_location='cpu')
+        self.policy.load_state_dict(ckpt['model'])
+        self.optimizer.load_state_dict(ckpt['optimizer'])
+        self.step = int(ckpt['step'])
+        self.history = {k: list(v) for k, v in ckpt['history'].items()}
+        torch.set_rng_state(ckpt['rng']['torch'])
+        if self.dist.is_main:
+            self.generator.set_state(ckpt['rng']['generator'])
+        else:  # only rank 0's stream is saved; other ranks restart theirs deterministically
+            self.generator.manual_seed(self.cfg.train.seed + 7919 * self.dist.rank + self.step)
+        if 'cuda' in ckpt['rng'] and torch.cuda.is_available():
+            torch.cuda.set_rng_state(ckpt['rng']['cuda'])
+
+    # ---- loop -----------------------------------------------------------------------------
+    def train_step(self) -> float:
+        tc = self.cfg.train
+        self.policy.train()
+        for group in self.optimizer.param_groups:
+            group['lr'] = self.lr_at(self.step)
+        index = torch.randint(len(self.train_set), (tc.batch_size,), generator=self.generator)
+        batch = self.train_set.batch(index).to(self.device)
+        loss, _ = self.loss_module(batch, self.generator)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.optim.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.params, self.cfg.optim.grad_clip)
+        self.optimizer.step()
+        self.step += 1
+        value = float(loss.detach())
+        self.history['step'].append(self.step)
+        self.history['train_loss'].append(value)
+        self.history['lr'].append(self.lr_at(self.step - 1))
+        return value
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Loss and sampled-chunk MSE on a fixed validation subset with fixed noise."""
+        self.policy.eval()
+        tc = self.cfg.train
+        g = torch.Generator().manual_seed(10_000 + tc.seed)  # same draws at every evaluation
+        n = min(len(self.val_set), tc.eval_batches * tc.batch_size)
+        losses, mses, weights = [], [], []
+        for start in range(0, n, tc.batch_size):
+            index = torch.arange(start, min(n, start + tc.batch_size))
+            batch = self.val_set.batch(index).to(self.device)
+            loss, _ = self.policy.compute_loss(batch, g)
+            noise = self.policy.sample_noise(len(index), g).to(self.device)
+            pred = self.policy.predict_chunk(batch.images, batch.state, batch.lang_emb, noise)
+            norm = self.policy.normalizer.normalize_actions
+            mses.append(float(((norm(pred) - norm(batch.actions)) ** 2).mean()))
+            losses.append(float(loss))
+            weights.append(len(index))
+        total = sum(weights)
+        result = {
+            'val_loss': sum(v * w for v, w in zip(losses, weights, strict=True)) / total,
+            'val_action_mse': sum(v * w for v, w in zip(mses, weights, strict=True)) / total,
+        }
+        self.history['val_step'].append(self.step)
+        self.history['val_loss'].append(result['val_loss'])
+        self.history['val_action_mse'].append(result['val_action_mse'])
+        return result
+
+    def fit(self, resume: str | Path | None = None) -> dict[str, list[float]]:
+        from tqdm.auto import tqdm
+
+        tc = self.cfg.train
+        main = self.dist.is_main
+        if resume:
+            self.resume(resume)
+        if main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / 'config.json').write_text(json.dumps(config_to_flat(self.cfg), indent=1))
+            if self.cfg.data.record_observations:
+                recorded = self.val_set.record_observations(self.cfg.data.record_observations)
+                recorded.save(self.out / 'observations.npz')
+        bar = tqdm(
+            total=tc.steps, initial=self.step, disable=not (main and tc.progress),
+            desc=f'train {self.cfg.policy.type}', dynamic_ncols=True,
+        )  # fmt: skip
+        if main and self.step == 0:
+            self.validate()  # the untrained baseline starts the validation curve
+        running: list[float] = []
+        while self.step < tc.steps:
+            running.append(self.train_step())
+            bar.update(1)
+            if self.step % tc.log_every == 0:
+                bar.set_postfix(
+                    loss=f'{sum(running) / len(running):.4f}', lr=f'{self.lr_at(self.step):.1e}'
+                )
+                running.clear()
+            last = self.step == tc.steps
+            if main and (self.step % tc.eval_every == 0 or last):
+                metrics = self.validate()
+                bar.write(
+                    f'step {self.step}: val_loss={metrics["val_loss"]:.4f} '
+                    f'val_action_mse={metrics["val_action_mse"]:.4f}'
+                )
+                self.plot()
+            if main and (self.step % tc.checkpoint_every == 0 or last):
+                self.save(self.out / f'step_{self.step:07d}.pt')
+                self.save(self.out / 'last.pt')
+        bar.close()
+        if main:
+            (self.out / 'history.json').write_text(json.dumps(self.history))
+            self.plot()
+        return self.history
+
+    def plot(self) -> Path:
+        from vla_learning.training.plotting import plot_history
+
+        return plot_history(
+            self.history, self.out / 'loss_curve.png', title=f'{self.cfg.policy.type} policy'
+        )

@@ -1,0 +1,51 @@
+"""PyTorch backend: runs the training checkpoint directly (reference, debugging, GPU w/o TRT)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from vla_core.config import param
+from vla_learning.spec import PolicySpec
+from vla_policy.backends.base import BackendConfig, InferenceBackend
+
+__all__ = ['TorchBackend', 'TorchBackendConfig']
+
+
+@dataclass(frozen=True, kw_only=True)
+class TorchBackendConfig(BackendConfig):
+    device: str = param('cpu', description='torch device, e.g. cpu or cuda:0')
+
+
+class TorchBackend(InferenceBackend):
+    """``load`` takes a checkpoint ``.pt`` (read with ``weights_only=True``)."""
+
+    name: ClassVar[str] = 'torch'
+    config: TorchBackendConfig
+
+    @classmethod
+    def default_config(cls) -> TorchBackendConfig:
+        return TorchBackendConfig()
+
+    def _load(self, artifact: Path) -> PolicySpec:
+        import torch
+
+        from vla_learning.export.onnx_export import onnx_inputs_of
+        from vla_learning.training.checkpoint import load_policy
+
+        torch.set_num_threads(self.config.num_threads)
+        self._torch = torch
+        self._device = torch.device(self.config.device)
+        self._policy = load_policy(artifact, map_location=self._device)
+        cfg = self._policy.config
+        return PolicySpec.from_features(cfg.type, cfg.features, onnx_inputs_of(self._policy))
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        torch = self._torch
+        with torch.inference_mode():
+            t = {k: torch.from_numpy(v).to(self._device) for k, v in feeds.items()}
+            out = self._policy.predict_chunk(t['images'], t['state'], t['lang_emb'], t.get('noise'))
+        return out.cpu().numpy()
