@@ -15,11 +15,16 @@ setup(
     extras_require={'test': ['pytest']},
     maintainer='VLA suite maintainers',
     maintainer_email='maintainers@vla-suite.dev',
-    description='Policy inference backends (ONNX Runtime, PyTorch, TensorRT) and engine cache.',
+    description=(
+        'The VLA policy node, inference backends (ONNX Runtime, PyTorch, TensorRT), engine cache '
+        'and closed-loop evaluation.'
+    ),
     license='Apache-2.0',
     entry_points={
         'console_scripts': [
             'vla-build-engine = vla_policy.backends.tensorrt_backend:main',
+            'policy_node = vla_policy.policy_node:main',
+            'evaluate_policy = vla_policy.evaluate:main',
         ]
     },
 )

@@ -25,6 +25,7 @@ from tf2_msgs.msg import TFMessage
 
 from vla_core.robot import Pose
 from vla_interfaces.msg import ActionChunk, EpisodeStatus
+from vla_interfaces.srv import ResetEpisode
 from vla_ros_common import qos
 from vla_ros_common.conversions import stamp_to_seconds
 from vla_ros_common.image import image_to_numpy
@@ -250,3 +251,16 @@ def _wait_for_diagnostic(probe: Probe, fragment: str):
 def _pose(t) -> Pose:
     tr, r = t.transform.translation, t.transform.rotation
     return Pose(np.array([tr.x, tr.y, tr.z]), np.array([r.w, r.x, r.y, r.z]))
+
+
+def test_reset_without_a_task_moves_to_the_next_task_of_the_cycle(graph):
+    node, probe = graph
+    first = node.task.name
+    response = node._on_reset(ResetEpisode.Request(task='', seed=5), ResetEpisode.Response())
+    assert response.success and response.seed == 5
+    assert node.task.name != first and node.task.name in ('push_green', 'push_blue', 'push_red')
+    assert node.task.block in response.instruction
+    status = probe.wait_for('episode/status', 2)[-1]
+    assert (status.task, status.seed, status.state) == (node.task.name, 5, EpisodeStatus.RUNNING)
+    bad = node._on_reset(ResetEpisode.Request(task='juggle', seed=1), ResetEpisode.Response())
+    assert not bad.success and "unknown task 'juggle'" in bad.message

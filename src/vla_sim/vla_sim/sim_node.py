@@ -58,6 +58,11 @@ class SimNodeConfig(Config):
     task_name: str = param(
         'push_red', description='task of the first episode', choices=tuple(TASKS)
     )
+    task_cycle: tuple[str, ...] = param(
+        tuple(TASKS),
+        description='tasks that episodes cycle through (automatic resets, resets naming no task)',
+        choices=tuple(TASKS),
+    )
     seed: int = param(0, description='seed of the first episode', range=(0, 2**31 - 1))
     auto_reset: bool = param(
         True, description='start the next episode (next seed) after success or the time limit'
@@ -175,8 +180,14 @@ class SimNode(Node):
             self._pending_command = cmd
             self._counters['commands'] += 1
 
+    def _next_task(self) -> str:
+        cycle = self._cfg.task_cycle or (self.task.name,)
+        if self.task.name not in cycle:
+            return cycle[0]
+        return cycle[(cycle.index(self.task.name) + 1) % len(cycle)]
+
     def _on_reset(self, request: ResetEpisode.Request, response: ResetEpisode.Response):
-        task = request.task or self.task.name
+        task = request.task or self._next_task()
         if task not in TASKS:
             response.success = False
             response.message = f'unknown task {task!r}; known: {list(TASKS)}'
@@ -342,7 +353,7 @@ class SimNode(Node):
         elif self.task.is_timed_out():
             self._end_episode(EpisodeStatus.TIMED_OUT)
         if self._episode_state != EpisodeStatus.RUNNING and self._cfg.auto_reset:
-            self._reset_episode(self.task.name, self._seed + 1)
+            self._reset_episode(self._next_task(), self._seed + 1)
 
     def _end_episode(self, state: int) -> None:
         if self._episode_state == EpisodeStatus.RUNNING:

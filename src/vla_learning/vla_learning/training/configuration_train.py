@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from vla_core.config import Config, ConfigError, config_from_dict, param
+from vla_learning.data.recorded import RecordedConfig
 from vla_learning.data.synthetic import SyntheticConfig
 from vla_learning.policies.configuration_policy import PolicyConfig
 
@@ -15,9 +16,14 @@ __all__ = ['DataConfig', 'ExperimentConfig', 'OptimConfig', 'TrainConfig', 'load
 
 @dataclass(frozen=True, kw_only=True)
 class DataConfig(Config):
-    source: str = param('synthetic', description='dataset source', choices=('synthetic',))
+    source: str = param(
+        'synthetic', description='dataset source', choices=('synthetic', 'recorded')
+    )
     synthetic: SyntheticConfig = param(
         default_factory=SyntheticConfig, description='synthetic task (source=synthetic)'
+    )
+    recorded: RecordedConfig = param(
+        default_factory=RecordedConfig, description='recorded demonstrations (source=recorded)'
     )
     record_observations: int = param(
         32,

@@ -26,6 +26,10 @@ def make_datasets(cfg: ExperimentConfig) -> tuple[ChunkDataset, ChunkDataset]:
         from vla_learning.data.synthetic import make_synthetic_datasets
 
         return make_synthetic_datasets(cfg.data.synthetic)
+    if cfg.data.source == 'recorded':
+        from vla_learning.data.recorded import make_recorded_datasets
+
+        return make_recorded_datasets(cfg.data.recorded)
     raise ValueError(f'unknown data source {cfg.data.source!r}')
 
 

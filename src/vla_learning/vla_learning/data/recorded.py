@@ -1,0 +1,93 @@
+"""Training data from recorded demonstrations (a dataset built by ``vla_teleop build_dataset``).
+
+Each control-rate tick of a successful episode is one sample: every camera resized to the model's
+square input, the joint state, the instruction, and the next ``horizon`` action targets (padded
+with the last target at the episode's end). Episodes, not ticks, are split into train and
+validation, so validation scenes are unseen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from vla_core.config import Config, ConfigError, param
+from vla_learning.data.dataset import ChunkDataset
+from vla_learning.language import make_instruction_encoder
+from vla_learning.policies.configuration_common import FeaturesConfig
+from vla_learning.preprocess import resize_square
+
+__all__ = ['RecordedConfig', 'make_recorded_datasets']
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordedConfig(Config):
+    path: str = param('out/dataset', description='dataset directory (vla_teleop build_dataset)')
+    cameras: tuple[str, ...] = param((), description='cameras in model order; empty: all')
+    image_size: int = param(96, description='square model input [px]', range=(16, 512))
+    horizon: int = param(16, description='chunk length in dataset ticks', range=(1, 256))
+    val_episodes: int = param(
+        2, description='last episodes held out for validation', range=(1, 100_000)
+    )
+    success_only: bool = param(True, description='train on successful episodes only')
+    language: str = param('minilm', description='instruction encoder', choices=('minilm', 'hashed'))
+
+
+def make_recorded_datasets(cfg: RecordedConfig) -> tuple[ChunkDataset, ChunkDataset]:
+    """``(train, val)`` from the dataset at ``cfg.path``."""
+    from vla_teleop.dataset import EpisodeDataset  # the on-disk format's own loader
+
+    cameras = list(cfg.cameras) or None
+    data = EpisodeDataset(
+        cfg.path, horizon=cfg.horizon, cameras=cameras, success_only=cfg.success_only
+    )
+    episodes = [e.episode_index for e in data.episodes]
+    if len(episodes) <= cfg.val_episodes:
+        raise ConfigError(
+            'data.recorded.val_episodes',
+            f'{cfg.path} has {len(episodes)} usable episodes; need more than {cfg.val_episodes}',
+        )
+    cams = list(data.camera_names)
+    instructions = sorted({e.instruction for e in data.episodes})
+    encoder = make_instruction_encoder(cfg.language)
+    lang_table = torch.from_numpy(encoder.encode_many(instructions)).float()
+    features = FeaturesConfig(
+        num_cameras=len(cams),
+        image_size=cfg.image_size,
+        state_dim=len(data.state_names),
+        action_dim=len(data.action_names),
+        horizon=cfg.horizon,
+        dt=1.0 / data.fps,
+        lang_dim=int(lang_table.shape[1]),
+        joint_names=tuple(data.action_names),
+    )
+    split = {'train': episodes[: -cfg.val_episodes], 'val': episodes[-cfg.val_episodes :]}
+    parts = []
+    for name in ('train', 'val'):
+        images, state, actions, instruction_index = [], [], [], []
+        for ep in split[name]:
+            info = next(e for e in data.episodes if e.episode_index == ep)
+            for k in range(info.length):
+                sample = data.frame(ep, k)
+                frames = [
+                    resize_square(sample['images'][c], cfg.image_size).transpose(2, 0, 1)
+                    for c in cams
+                ]
+                images.append(np.stack(frames))
+                state.append(sample['state'])
+                actions.append(sample['action'])
+                instruction_index.append(instructions.index(sample['instruction']))
+        parts.append(
+            ChunkDataset(
+                images=torch.from_numpy(np.stack(images)),
+                state=torch.from_numpy(np.stack(state).astype(np.float32)),
+                instruction_index=torch.tensor(instruction_index, dtype=torch.int64),
+                instructions=tuple(instructions),
+                lang_table=lang_table,
+                actions=torch.from_numpy(np.stack(actions).astype(np.float32)),
+                features=features,
+            )
+        )
+    return parts[0], parts[1]

@@ -1,0 +1,193 @@
+"""Closed-loop evaluation of an exported policy in the simulator.
+
+    python -m vla_policy.evaluate --artifact out/exports/sim_flow --episodes 200 --out out/eval
+
+For every task, N seeded episodes (seeds disjoint from training's when ``--seed`` differs): the
+policy sees the rendered cameras and joint state at ``--rate`` Hz, its chunk is executed by time
+(target i at stamp + i*dt, interpolated), exactly as the controller would. Prints success per task
+with a Wilson 95 % interval, writes ``results.json``, a summary plot and the first ``--videos``
+episodes of each task as mp4 (scene camera).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict, dataclass
+import json
+from pathlib import Path
+import sys
+import time
+
+import numpy as np
+
+__all__ = ['EpisodeOutcome', 'evaluate', 'main']
+
+
+@dataclass(frozen=True)
+class EpisodeOutcome:
+    task: str
+    seed: int
+    success: bool
+    sim_time: float
+    chunks: int
+    mean_latency_ms: float
+
+
+def _episode(sim, backend, task_name: str, seed: int, rate: float, video: Path | None):
+    import cv2
+
+    from vla_core.robot import JointCommand
+    from vla_learning.preprocess import resize_square
+    from vla_policy.backends.base import Observation
+    from vla_sim.expert import chunk_target
+    from vla_sim.tasks import TabletopTask
+
+    spec = backend.spec
+    task = TabletopTask(sim, task_name)
+    task.reset(seed)
+    cameras = list(sim.camera_names)[: spec.num_cameras]
+    every = max(1, round(1.0 / (rate * sim.control_period)))
+    writer = None
+    chunk, step, latencies = None, 0, []
+    while True:
+        if chunk is None or step % every == 0:
+            frames = [sim.render(c) for c in cameras]
+            if video is not None:
+                if writer is None:
+                    h, w = frames[0].shape[:2]
+                    fourcc = cv2.VideoWriter_fourcc(*'mp4v')
+                    writer = cv2.VideoWriter(str(video), fourcc, rate, (w, h))
+                writer.write(cv2.cvtColor(frames[0], cv2.COLOR_RGB2BGR))
+            state = sim.read_state()
+            index = [state.joint_names.index(n) for n in spec.joint_names]
+            started = time.perf_counter()
+            chunk = backend.infer(
+                Observation(
+                    stamp=state.stamp,
+                    images=np.stack([resize_square(f, spec.image_size) for f in frames]),
+                    state=state.position[index].astype(np.float32),
+                    instruction=task.instruction,
+                )
+            )
+            latencies.append(1e3 * (time.perf_counter() - started))
+        target = chunk_target(chunk, sim.now())
+        result = task.step(JointCommand('position', target, chunk.joint_names, stamp=sim.now()))
+        step += 1
+        if result.done:
+            break
+    if writer is not None:
+        writer.release()
+    return EpisodeOutcome(
+        task_name, seed, bool(result.success), float(result.time), len(latencies),
+        float(np.mean(latencies)),
+    )  # fmt: skip
+
+
+def evaluate(
+    artifact: str,
+    tasks: list[str],
+    episodes: int,
+    seed: int,
+    out: Path,
+    *,
+    backend_kind: str = 'onnxruntime',
+    rate: float = 5.0,
+    videos: int = 2,
+    control_hz: float = 100.0,
+    instruction_encoder: str = 'minilm',
+    progress: bool = True,
+) -> list[EpisodeOutcome]:
+    from tqdm import tqdm
+
+    from vla_learning.language import make_instruction_encoder
+    from vla_policy.backends import make_backend
+    from vla_sim.config import SimConfig
+    from vla_sim.sim import MujocoSim
+
+    out.mkdir(parents=True, exist_ok=True)
+    backend = make_backend(
+        backend_kind, instruction_encoder=make_instruction_encoder(instruction_encoder)
+    )
+    backend.load(artifact)
+    backend.warm_up()
+    sim = MujocoSim(SimConfig(control_hz=control_hz))
+    sim.connect()
+    outcomes: list[EpisodeOutcome] = []
+    bar = tqdm(total=len(tasks) * episodes, desc='closed-loop episodes', disable=not progress)
+    try:
+        for task in tasks:
+            for i in range(episodes):
+                video = out / f'{task}_seed{seed + i}.mp4' if i < videos else None
+                outcomes.append(_episode(sim, backend, task, seed + i, rate, video))
+                bar.update()
+                done = [o for o in outcomes if o.task == task]
+                bar.set_postfix(task=task, success=f'{sum(o.success for o in done)}/{len(done)}')
+    finally:
+        bar.close()
+        sim.disconnect()
+    _report(outcomes, tasks, out, artifact)
+    return outcomes
+
+
+def _report(outcomes: list[EpisodeOutcome], tasks: list[str], out: Path, artifact: str) -> None:
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    from vla_core.stats import wilson_interval
+
+    summary = {}
+    for task in tasks:
+        ok = [o.success for o in outcomes if o.task == task]
+        lo, hi = wilson_interval(sum(ok), len(ok))
+        summary[task] = {'success': sum(ok), 'episodes': len(ok), 'wilson95': [lo, hi]}
+        print(f'{task:<12} {sum(ok):4d}/{len(ok):<4d} = {100 * sum(ok) / len(ok):5.1f} % '
+              f'(Wilson 95 % CI {100 * lo:.1f}-{100 * hi:.1f} %)')  # fmt: skip
+    latency = np.mean([o.mean_latency_ms for o in outcomes])
+    print(f'mean inference latency {latency:.1f} ms per chunk')
+    (out / 'results.json').write_text(json.dumps({
+        'artifact': artifact, 'summary': summary,
+        'episodes': [asdict(o) for o in outcomes],
+    }, indent=2))  # fmt: skip
+    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(tasks), 3.5))
+    rates = [summary[t]['success'] / summary[t]['episodes'] for t in tasks]
+    errors = np.array([[r - summary[t]['wilson95'][0], summary[t]['wilson95'][1] - r]
+                       for t, r in zip(tasks, rates, strict=True)]).T  # fmt: skip
+    ax.bar(tasks, rates, yerr=errors, capsize=6, color='tab:blue')
+    ax.axhline(0.8, color='tab:red', ls='--', lw=1, label='80 % target')
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel('success rate (Wilson 95 % CI)')
+    ax.set_title(f'closed-loop success, {outcomes and len(outcomes) // len(tasks)} seeds per task')
+    ax.legend(loc='lower right')
+    fig.tight_layout()
+    fig.savefig(out / 'success.png', dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog='evaluate_policy', description=__doc__.split('\n')[0])
+    p.add_argument('--artifact', required=True, help='export dir (or .pt for --backend torch)')
+    p.add_argument('--backend', default='onnxruntime', choices=('onnxruntime', 'torch', 'tensorrt'))
+    p.add_argument('--tasks', nargs='+', default=['push_red', 'push_green', 'push_blue'])
+    p.add_argument('--episodes', type=int, default=20, help='seeded episodes per task')
+    p.add_argument('--seed', type=int, default=100_000, help='first seed (keep off training seeds)')
+    p.add_argument('--rate', type=float, default=5.0, help='policy rate [Hz]')
+    p.add_argument('--videos', type=int, default=2, help='episodes per task saved as mp4')
+    p.add_argument('--control-hz', type=float, default=100.0)
+    p.add_argument('--instruction-encoder', default='minilm', choices=('minilm', 'hashed'))
+    p.add_argument('--out', type=Path, default=Path('out/eval'))
+    p.add_argument('--no-progress', action='store_true')
+    args = p.parse_args(argv)
+    evaluate(
+        args.artifact, args.tasks, args.episodes, args.seed, args.out,
+        backend_kind=args.backend, rate=args.rate, videos=args.videos,
+        control_hz=args.control_hz, instruction_encoder=args.instruction_encoder,
+        progress=not args.no_progress,
+    )  # fmt: skip
+    print(f'results: {args.out / "results.json"}, plot: {args.out / "success.png"}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,337 @@
+"""The VLA policy on ROS: camera images + joint state + instruction -> ``policy/action_chunk``.
+
+Lifecycle: ``configure`` loads the model with the chosen backend (ONNX Runtime by default,
+PyTorch, or TensorRT) and warms it up, failing the transition with the reason (missing or
+corrupted model, hash mismatch, camera count that does not match the model); ``activate`` starts
+inference. Callbacks only store the newest messages; a worker thread infers at ``rate_hz`` from
+the latest complete observation, so no callback ever waits for the model. Each chunk is stamped
+with the observation's time (the first camera's image stamp), so the controller compensates the
+inference latency. Observations older than ``max_observation_age``, cameras and joint state
+further apart than ``max_sync_skew``, or joint states that lack the model's joints are refused,
+counted and reported on ``/diagnostics`` with the reason, together with inference latency p50/p99
+and the chunk rate.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+import threading
+import time
+
+import cv2
+from diagnostic_msgs.msg import DiagnosticArray
+import numpy as np
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import String
+
+from vla_core.config import Config, param
+from vla_interfaces.msg import ActionChunk as ActionChunkMsg
+from vla_learning.preprocess import resize_square
+from vla_ros_common import diagnostics, qos
+from vla_ros_common.conversions import chunk_to_msg, stamp_to_seconds
+from vla_ros_common.image import ImageEncodingError, image_to_numpy
+from vla_ros_common.node_main import run_node
+from vla_ros_common.params import declare_config
+
+__all__ = ['ObservationError', 'PolicyNode', 'PolicyNodeConfig', 'assemble_observation']
+
+
+@dataclass(frozen=True, kw_only=True)
+class PolicyNodeConfig(Config):
+    artifact: str = param(
+        description='export directory (onnxruntime/tensorrt) or checkpoint .pt (torch)',
+        read_only=True,
+    )
+    backend: str = param(
+        'onnxruntime', description='inference backend', read_only=True,
+        choices=('onnxruntime', 'torch', 'tensorrt'),
+    )  # fmt: skip
+    cameras: tuple[str, ...] = param(
+        ('scene_camera', 'wrist_camera'),
+        description="cameras in the model's order (topics camera/<name>/image_raw)",
+        read_only=True,
+    )
+    instruction: str = param('', description='instruction until one arrives on `instruction`')
+    instruction_encoder: str = param(
+        'minilm', description='must match training', choices=('minilm', 'hashed'), read_only=True
+    )
+    rate_hz: float = param(5.0, description='inference rate [Hz]', range=(0.1, 100.0))
+    max_observation_age: float = param(
+        0.5, description='refuse observations older than this [s]', range=(0.001, 60.0)
+    )
+    max_sync_skew: float = param(
+        0.1, description='max stamp spread of images and joint state [s]', range=(0.0, 10.0)
+    )
+    num_threads: int = param(2, description='inference CPU threads', range=(1, 64), read_only=True)
+    warmup_iterations: int = param(3, description='warm-up inferences', range=(0, 100))
+    noise_seed: int = param(0, description='flow noise seed', range=(0, 2**31 - 1), read_only=True)
+    diagnostics_period: float = param(1.0, description='[s]', range=(0.1, 60.0))
+
+
+class ObservationError(ValueError):
+    """Why an observation was refused (stale, unsynchronised, wrong joints, bad image)."""
+
+
+def assemble_observation(
+    images: Sequence[Image | None],
+    joint_state: JointState | None,
+    joint_names: Sequence[str],
+    image_size: int,
+    now: float,
+    max_age: float,
+    max_skew: float,
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """(stamp, images (N, S, S, 3) uint8 RGB, state) or ObservationError saying why not."""
+    if joint_state is None or any(m is None for m in images):
+        raise ObservationError('waiting for the first image of every camera and a joint state')
+    stamp = stamp_to_seconds(images[0].header.stamp)
+    age = now - stamp
+    if age > max_age:
+        raise ObservationError(f'observation is {age:.3f} s old (max_observation_age {max_age})')
+    stamps = [stamp_to_seconds(m.header.stamp) for m in images]
+    stamps.append(stamp_to_seconds(joint_state.header.stamp))
+    if max(stamps) - min(stamps) > max_skew:
+        raise ObservationError(
+            f'cameras and joint state are {max(stamps) - min(stamps):.3f} s apart '
+            f'(max_sync_skew {max_skew})'
+        )
+    index = {name: i for i, name in enumerate(joint_state.name)}
+    missing = [n for n in joint_names if n not in index]
+    if missing or len(joint_state.position) != len(joint_state.name):
+        raise ObservationError(
+            f'joint_states lacks the model joints {missing}'
+            if missing
+            else 'joint_states has mismatched name and position lengths'
+        )
+    state = np.array([joint_state.position[index[n]] for n in joint_names], dtype=np.float32)
+    frames = []
+    for msg in images:
+        try:
+            pixels = image_to_numpy(msg)
+        except ImageEncodingError as err:
+            raise ObservationError(f'camera image: {err}') from None
+        if msg.encoding == 'bgr8':
+            pixels = cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
+        elif msg.encoding != 'rgb8':
+            raise ObservationError(f"camera image encoding '{msg.encoding}': need rgb8 or bgr8")
+        frames.append(resize_square(np.ascontiguousarray(pixels), image_size))
+    return stamp, np.stack(frames), state
+
+
+class PolicyNode(LifecycleNode):
+    def __init__(self, **kwargs) -> None:
+        super().__init__('policy', **kwargs)
+        self._cfg = declare_config(self, PolicyNodeConfig)
+        self._lock = threading.Lock()
+        self._backend = None
+        self._spec = None
+        self._images: list[Image | None] = []
+        self._joint_state: JointState | None = None
+        self._instruction = self._cfg.value.instruction
+        self._running = threading.Event()
+        self._worker: threading.Thread | None = None
+        self._latencies: deque[float] = deque(maxlen=500)
+        self._chunk_times: deque[float] = deque(maxlen=100)
+        self._refusals: dict[str, int] = {}
+        self._last_refusal = ''
+        self._last_stamp = float('nan')
+        self._entities: list = []
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        cfg = self._cfg.value
+        try:
+            self._load_backend(cfg)
+        except Exception as err:  # every load failure must fail the transition with its reason
+            self.get_logger().error(f'configure failed: {type(err).__name__}: {err}')
+            self._backend = None
+            return TransitionCallbackReturn.FAILURE
+        self._images = [None] * len(cfg.cameras)
+        for i, cam in enumerate(cfg.cameras):
+            self._entities.append(self.create_subscription(
+                Image, f'camera/{cam}/image_raw', lambda m, i=i: self._on_image(i, m),
+                qos.SENSOR_IN, qos_overriding_options=qos.qos_overrides(),
+            ))  # fmt: skip
+        self._entities.append(self.create_subscription(
+            JointState, 'joint_states', self._on_joint_state, qos.SENSOR_IN,
+            qos_overriding_options=qos.qos_overrides(),
+        ))  # fmt: skip
+        self._entities.append(
+            self.create_subscription(String, 'instruction', self._on_instruction, qos.LATCHED)
+        )
+        self._chunk_pub = self.create_lifecycle_publisher(
+            ActionChunkMsg, 'policy/action_chunk', qos.ACTION_CHUNK
+        )
+        self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', qos.DIAGNOSTICS)
+        self._diag_timer = self.create_timer(cfg.diagnostics_period, self._publish_diagnostics)
+        return TransitionCallbackReturn.SUCCESS
+
+    def _load_backend(self, cfg: PolicyNodeConfig) -> None:
+        from vla_learning.language import make_instruction_encoder
+        from vla_policy.backends import make_backend
+
+        # Each backend has its own config class: start from its defaults, set the shared fields.
+        config = (
+            make_backend(cfg.backend)
+            .default_config()
+            .replace(
+                num_threads=cfg.num_threads,
+                noise_seed=cfg.noise_seed,
+                warmup_iterations=cfg.warmup_iterations,
+            )
+        )
+        backend = make_backend(
+            cfg.backend,
+            config=config,
+            instruction_encoder=make_instruction_encoder(cfg.instruction_encoder),
+        )
+        spec = backend.load(cfg.artifact)
+        if spec.num_cameras != len(cfg.cameras):
+            raise ValueError(
+                f'the model takes {spec.num_cameras} cameras, parameter cameras names '
+                f'{len(cfg.cameras)}: {list(cfg.cameras)}'
+            )
+        latency = backend.warm_up()
+        self._backend, self._spec = backend, spec
+        self.get_logger().info(
+            f'loaded {spec.policy_type} policy ({cfg.backend}) from {cfg.artifact}: '
+            f'{spec.num_cameras} cameras at {spec.image_size} px, {len(spec.joint_names)} joints, '
+            f'H={spec.horizon} x {spec.dt} s; warm-up {1e3 * latency:.1f} ms'
+        )
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._running.set()
+        self._worker = threading.Thread(target=self._run, name='policy_inference', daemon=True)
+        self._worker.start()
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_worker()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_worker()
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _stop_worker(self) -> None:
+        self._running.clear()
+        if self._worker is not None:
+            self._worker.join(timeout=5.0)
+            self._worker = None
+
+    def _release(self) -> None:
+        for entity in self._entities:
+            self.destroy_subscription(entity)
+        self._entities = []
+        self._backend = None
+
+    def destroy_node(self) -> None:
+        self._stop_worker()
+        super().destroy_node()
+
+    # --- callbacks: store only ----------------------------------------------------------------
+
+    def _on_image(self, index: int, msg: Image) -> None:
+        with self._lock:
+            self._images[index] = msg
+
+    def _on_joint_state(self, msg: JointState) -> None:
+        with self._lock:
+            self._joint_state = msg
+
+    def _on_instruction(self, msg: String) -> None:
+        with self._lock:
+            self._instruction = msg.data
+        self.get_logger().info(f'instruction: "{msg.data}"')
+
+    # --- inference thread ---------------------------------------------------------------------
+
+    def _refuse(self, reason: str) -> None:
+        key = reason.split(' (')[0].split(':')[0]
+        with self._lock:
+            self._refusals[key] = self._refusals.get(key, 0) + 1
+            self._last_refusal = reason
+        self.get_logger().warn(f'observation refused: {reason}', throttle_duration_sec=2.0)
+
+    def _run(self) -> None:
+        period = 1.0 / self._cfg.value.rate_hz
+        next_tick = time.monotonic()
+        while self._running.is_set():
+            next_tick += period
+            self._step()
+            delay = next_tick - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            else:
+                next_tick = time.monotonic()  # overran: start afresh, do not burst
+
+    def _step(self) -> None:
+        cfg = self._cfg.value
+        spec, backend = self._spec, self._backend
+        if spec is None or backend is None:
+            return
+        with self._lock:
+            images, joint_state = list(self._images), self._joint_state
+            instruction = self._instruction
+        newest = images[0] if images else None
+        if newest is not None and stamp_to_seconds(newest.header.stamp) == self._last_stamp:
+            return  # nothing new since the last chunk
+        if not instruction:
+            self._refuse('no instruction yet (topic `instruction` or parameter `instruction`)')
+            return
+        now = self.get_clock().now().nanoseconds * 1e-9
+        try:
+            stamp, pixels, state = assemble_observation(
+                images, joint_state, spec.joint_names, spec.image_size, now,
+                cfg.max_observation_age, cfg.max_sync_skew,
+            )  # fmt: skip
+        except ObservationError as err:
+            self._refuse(str(err))
+            return
+        from vla_policy.backends.base import Observation
+
+        started = time.perf_counter()
+        chunk = backend.infer(
+            Observation(stamp=stamp, images=pixels, state=state, instruction=instruction)
+        )
+        self._latencies.append(time.perf_counter() - started)
+        self._chunk_times.append(time.monotonic())
+        self._last_stamp = stamp
+        self._chunk_pub.publish(chunk_to_msg(chunk))
+
+    def _publish_diagnostics(self) -> None:
+        with self._lock:
+            refusals = dict(self._refusals)
+            last = self._last_refusal
+        lat = np.array(self._latencies) * 1e3
+        times = list(self._chunk_times)
+        rate = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
+        values: dict[str, object] = {
+            'chunks': len(times),
+            'rate_hz': rate,
+            'latency_p50_ms': float(np.percentile(lat, 50)) if lat.size else float('nan'),
+            'latency_p99_ms': float(np.percentile(lat, 99)) if lat.size else float('nan'),
+        }
+        values.update({f'refused: {k}': v for k, v in refusals.items()})
+        level = diagnostics.WARN if last and rate == 0.0 else diagnostics.OK
+        self._diag_pub.publish(diagnostics.diagnostic_array(
+            self.get_clock().now().to_msg(),
+            [diagnostics.status('policy: inference', level, last or 'ok', values)],
+        ))  # fmt: skip
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    return run_node(PolicyNode, args)
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
