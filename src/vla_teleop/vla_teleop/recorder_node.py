@@ -649,6 +649,11 @@ class RecorderNode(Node):
             matching = [i for i in infos if i.topic_type == t.type]
             profile = subscription_qos_for(self, t.name, self._cfg.value.subscription_depth)
             t.latched = profile.durability == qos.LATCHED.durability
+            if t.latched:
+                # Replay what a transient-local reader gets: each publisher's last `depth`
+                # messages, not everything ever received (that would grow every episode).
+                depth = sum(max(1, i.qos_profile.depth) for i in matching) or 1
+                t.latched_cache = deque(t.latched_cache, maxlen=depth)
             t.offered_qos = [qos_to_dict(i.qos_profile) for i in matching]
             self._io_tasks.put(
                 lambda t=t, profile=profile: self._io_node.create_subscription(
