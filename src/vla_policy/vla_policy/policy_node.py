@@ -121,6 +121,21 @@ def assemble_observation(
     return stamp, np.stack(frames), state
 
 
+def _newest_complete_set(frames: list[list[Image]]) -> list[Image | None]:
+    """The newest frame of the first camera that every other camera has a frame for (nearest
+    stamp): cameras publish separately, so the newest frames may be one period apart."""
+    if not frames or any(not f for f in frames):
+        return [f[-1] if f else None for f in frames]
+    for first in reversed(frames[0]):
+        t = stamp_to_seconds(first.header.stamp)
+        others = [
+            min(f, key=lambda m: abs(stamp_to_seconds(m.header.stamp) - t)) for f in frames[1:]
+        ]
+        if all(stamp_to_seconds(m.header.stamp) == t for m in others):
+            return [first, *others]
+    return [f[-1] for f in frames]  # none match exactly: assemble_observation judges the skew
+
+
 class PolicyNode(LifecycleNode):
     def __init__(self, **kwargs) -> None:
         super().__init__('policy', **kwargs)
@@ -128,8 +143,10 @@ class PolicyNode(LifecycleNode):
         self._lock = threading.Lock()
         self._backend = None
         self._spec = None
-        self._images: list[Image | None] = []
-        self._joint_state: JointState | None = None
+        self._images: list[deque[Image]] = []  # a few recent frames per camera
+        # Recent joint states: the one nearest the image stamp is paired with it (joint states
+        # arrive ~10x faster than frames, so the newest one can be a camera period ahead).
+        self._joint_states: deque[JointState] = deque(maxlen=200)
         self._instruction = self._cfg.value.instruction
         self._running = threading.Event()
         self._worker: threading.Thread | None = None
@@ -150,7 +167,7 @@ class PolicyNode(LifecycleNode):
             self.get_logger().error(f'configure failed: {type(err).__name__}: {err}')
             self._backend = None
             return TransitionCallbackReturn.FAILURE
-        self._images = [None] * len(cfg.cameras)
+        self._images = [deque(maxlen=4) for _ in cfg.cameras]
         for i, cam in enumerate(cfg.cameras):
             self._entities.append(self.create_subscription(
                 Image, f'camera/{cam}/image_raw', lambda m, i=i: self._on_image(i, m),
@@ -184,11 +201,11 @@ class PolicyNode(LifecycleNode):
                 warmup_iterations=cfg.warmup_iterations,
             )
         )
-        backend = make_backend(
-            cfg.backend,
-            config=config,
-            instruction_encoder=make_instruction_encoder(cfg.instruction_encoder),
-        )
+        encoder = make_instruction_encoder(cfg.instruction_encoder)
+        # Load the language model now, not at the first observation: that takes seconds, and a
+        # chunk computed that late would arrive expired.
+        encoder(cfg.instruction or 'warm up')
+        backend = make_backend(cfg.backend, config=config, instruction_encoder=encoder)
         spec = backend.load(cfg.artifact)
         if spec.num_cameras != len(cfg.cameras):
             raise ValueError(
@@ -242,11 +259,11 @@ class PolicyNode(LifecycleNode):
 
     def _on_image(self, index: int, msg: Image) -> None:
         with self._lock:
-            self._images[index] = msg
+            self._images[index].append(msg)
 
     def _on_joint_state(self, msg: JointState) -> None:
         with self._lock:
-            self._joint_state = msg
+            self._joint_states.append(msg)
 
     def _on_instruction(self, msg: String) -> None:
         with self._lock:
@@ -280,11 +297,19 @@ class PolicyNode(LifecycleNode):
         if spec is None or backend is None:
             return
         with self._lock:
-            images, joint_state = list(self._images), self._joint_state
+            frames = [list(q) for q in self._images]
+            joint_states = list(self._joint_states)
             instruction = self._instruction
+        images = _newest_complete_set(frames)
         newest = images[0] if images else None
         if newest is not None and stamp_to_seconds(newest.header.stamp) == self._last_stamp:
             return  # nothing new since the last chunk
+        joint_state = None
+        if newest is not None and joint_states:
+            target = stamp_to_seconds(newest.header.stamp)
+            joint_state = min(
+                joint_states, key=lambda m: abs(stamp_to_seconds(m.header.stamp) - target)
+            )
         if not instruction:
             self._refuse('no instruction yet (topic `instruction` or parameter `instruction`)')
             return
