@@ -155,7 +155,17 @@ def test_sigkill_mid_episode_loses_less_than_a_second(tmp_path):
         client = Client()
         r = client.call(client.start, StartEpisode.Request())
         assert (r.success, r.episode_index) == (True, 2), r.message
-        time.sleep(0.5)
+
+        def recording_joint_states() -> bool:  # the new recorder first has to discover topics
+            try:
+                return episode_json(out, 2)['topics']['/joint_states']['messages'] > 10
+            except (OSError, ValueError, KeyError):
+                return False
+
+        deadline = time.monotonic() + 30.0
+        while not recording_joint_states():
+            assert time.monotonic() < deadline, 'the new recorder records no joint states'
+            time.sleep(0.2)
         assert client.call(client.stop, StopEpisode.Request(save=True)).success
         assert episode_json(out, 2)['instruction'] == ''  # a new recorder latches nothing
         assert read_bag(out / 'episode_000002')['counts']['/joint_states'] > 10
