@@ -22,7 +22,6 @@ from onnx import TensorProto, helper
 import pytest
 import rclpy
 from rclpy.context import Context
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -37,6 +36,7 @@ from vla_core.chunk import ActionChunk
 from vla_interfaces.msg import ActionChunk as ActionChunkMsg
 from vla_ros_common import qos
 from vla_ros_common.conversions import chunk_to_msg, seconds_to_stamp, stamp_to_seconds
+from vla_ros_common.node_main import make_executor
 from vla_ros_common.params import ParameterError
 
 NAMES = ('j1', 'j2')
@@ -111,7 +111,7 @@ class Harness:
     def __init__(self) -> None:
         self.context = Context()
         rclpy.init(context=self.context)
-        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
+        self.executor = make_executor(context=self.context)
         self.probe = Node('probe', context=self.context)
         self.nodes: list[Node] = [self.probe]
         self.sources: list[Source] = []

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import rclpy
 from rclpy.context import Context
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -24,6 +23,7 @@ from vla_policy.policy_node import PolicyNode
 from vla_ros_common import qos
 from vla_ros_common.conversions import seconds_to_stamp, stamp_to_seconds
 from vla_ros_common.image import numpy_to_image
+from vla_ros_common.node_main import make_executor
 
 JOINTS = [f'joint_{i}' for i in range(1, 7)]
 
@@ -52,7 +52,7 @@ class Rig:
         ]
         self.joints = self.probe.create_publisher(JointState, 'joint_states', qos.SENSOR_OUT)
         self.instruction = self.probe.create_publisher(String, 'instruction', qos.LATCHED)
-        self.executor = MultiThreadedExecutor(num_threads=3, context=self.context)
+        self.executor = make_executor(context=self.context)
         self.executor.add_node(self.node)
         self.executor.add_node(self.probe)
         self.thread = threading.Thread(target=self.executor.spin, daemon=True)

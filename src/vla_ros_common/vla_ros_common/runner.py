@@ -162,7 +162,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument('--duration', type=float, help='stop after this many seconds')
     parser.add_argument('--processes', action='store_true', help='one process per group')
     parser.add_argument('--group', help='run only this process group (used by --processes)')
-    parser.add_argument('--threads', type=int, default=4, help='executor threads per process')
+    parser.add_argument(
+        '--threads', type=int, default=1,
+        help='executor threads per process (1: single-threaded, the low-latency default)',
+    )  # fmt: skip
     parser.add_argument('--list', action='store_true', help='print the graph and exit')
     args = parser.parse_args(argv)
     try:

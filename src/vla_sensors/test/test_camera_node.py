@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 import rclpy
 from rclpy.context import Context
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -27,6 +26,7 @@ import yaml
 
 from vla_ros_common.conversions import stamp_to_seconds
 from vla_ros_common.image import image_to_numpy
+from vla_ros_common.node_main import make_executor
 from vla_sensors.camera import CameraDriver
 from vla_sensors.camera_info import CameraInfo, dump_camera_info
 from vla_sensors.camera_node import CameraNode
@@ -78,7 +78,7 @@ class Ros:
     def __init__(self) -> None:
         self.context = Context()
         rclpy.init(context=self.context)
-        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
+        self.executor = make_executor(context=self.context)
         self.nodes: list[Node] = []
         self.probe = Probe(self.context)
         self.add(self.probe.node)

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import rclpy
 from rclpy.context import Context
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -21,6 +20,7 @@ from sensor_msgs.msg import Imu
 from sensor_test_utils import FakeUsbSerial, wit_sample
 
 from vla_ros_common.conversions import stamp_to_seconds
+from vla_ros_common.node_main import make_executor
 from vla_sensors.imu import ImuError
 from vla_sensors.imu_node import ImuNode
 
@@ -36,7 +36,7 @@ class Harness:
     def __init__(self) -> None:
         self.context = Context()
         rclpy.init(context=self.context)
-        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
+        self.executor = make_executor(context=self.context)
         self.probe = Node('probe', context=self.context)
         self.nodes: list[Node] = [self.probe]
         self.lock = threading.Lock()

@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 import rclpy
 from rclpy.context import Context
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -29,6 +28,7 @@ from vla_interfaces.srv import ResetEpisode
 from vla_ros_common import qos
 from vla_ros_common.conversions import stamp_to_seconds
 from vla_ros_common.image import image_to_numpy
+from vla_ros_common.node_main import make_executor
 from vla_sim.scene import MARKER_POS
 from vla_sim.sim_node import SimNode
 
@@ -97,7 +97,7 @@ def graph():
         context=context, parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()]
     )
     probe = Probe(context)
-    executor = MultiThreadedExecutor(num_threads=3, context=context)
+    executor = make_executor(context=context)
     executor.add_node(node)
     executor.add_node(probe)
     thread = threading.Thread(target=executor.spin, daemon=True)

@@ -13,12 +13,13 @@ from typing import Any
 from diagnostic_msgs.msg import DiagnosticArray
 import rclpy
 from rclpy.context import Context
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rosbags.rosbag2 import Reader
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
+from vla_ros_common.node_main import make_executor
 from vla_teleop.recorder_node import RecorderNode
 
 TOPICS = [
@@ -42,7 +43,7 @@ class Harness:
     def __init__(self) -> None:
         self.context = Context()
         rclpy.init(context=self.context)
-        self.executor = MultiThreadedExecutor(num_threads=4, context=self.context)
+        self.executor = make_executor(context=self.context)
         self.nodes: list[Node] = []
         self.diagnostics: list[DiagnosticArray] = []
         self.probe = Node('probe', context=self.context)
