@@ -1,4 +1,4 @@
-"""Camera driver: a capture thread, a delivery thread and a one-frame slot between them.
+"""Camera driver: a capture thread, a delivery thread and a short frame queue between them.
 
     driver = CameraDriver(CameraConfig(source='v4l2', device='/dev/video0'), on_frame=publish)
     driver.start()            # raises CameraError naming the device and the reason
@@ -7,18 +7,20 @@
     driver.stop()
 
 The capture thread only grabs and stamps (one blocking ``grab()`` per frame, no timers: usb_cam's
-two timers on one thread halved its rate). Each frame goes into a one-frame slot; the delivery
+two timers on one thread halved its rate). Each frame goes into a queue of ``delivery_queue``
+frames (enough to ride out a brief consumer stall; when full, the oldest frame goes); the delivery
 thread converts the encoding, calls ``on_frame(image, stamp, seq)`` and, when the policy output is
 on, ``on_policy_frame(image, stamp, seq)`` with the cropped/resized copy. A consumer slower than
 the camera therefore loses frames (counted in ``frames_dropped``, visible as gaps in ``seq``)
 but never delays capture, so stamps stay true. A file replayed at ``consumer`` pace is the
-exception: there the capture thread waits for the slot to empty, so no frame is lost.
+exception: there the capture thread waits for room in the queue, so no frame is lost.
 
 Live devices that vanish are reopened every ``reconnect_interval`` seconds (``reconnects``).
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 import threading
@@ -132,6 +134,13 @@ class CameraConfig(Config):
     reconnect_interval: float = param(
         1.0, description='retry period while the device is gone [s]', range=(0.01, 60.0)
     )
+    delivery_queue: int = param(
+        3,
+        description='frames buffered between capture and delivery: rides out brief consumer '
+        'stalls; a consumer slower on average still loses frames, oldest first',
+        range=(1, 64),
+        read_only=True,
+    )
     open_timeout: float = param(
         5.0,
         description='the first frame must arrive within this after opening [s]',
@@ -178,7 +187,7 @@ class CameraStats:
     fps: float  # nominal rate of the source
     frames_captured: int
     frames_delivered: int
-    frames_dropped: int  # overwritten in the slot because the consumer was busy
+    frames_dropped: int  # dropped from the full delivery queue because the consumer was behind
     frame_gaps: int  # frames missing at the source (stamp gap > 1.5 periods)
     disconnects: int
     reconnects: int
@@ -270,7 +279,7 @@ class CameraDriver:
         self._policy: PolicyImageTransform | None = None
 
         self._cond = threading.Condition()
-        self._pending: Frame | None = None
+        self._pending: deque[Frame] = deque()  # at most config.delivery_queue frames
         self._delivering = False
         self._latest: Frame | None = None
         self._stop = threading.Event()
@@ -344,7 +353,7 @@ class CameraDriver:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if (remaining is not None and remaining <= 0) or self._stop.is_set():
                     return None
-                if self.finished.is_set() and self._pending is None and not self._delivering:
+                if self.finished.is_set() and not self._pending and not self._delivering:
                     return None
                 self._cond.wait(remaining if remaining is not None else 0.1)
             return self._latest
@@ -439,12 +448,14 @@ class CameraDriver:
             frame = Frame(raw.image, raw.stamp, self._seq)
             self._seq += 1
             with self._cond:
+                depth = self.config.delivery_queue
                 if src.lossless:
-                    while self._pending is not None and not self._stop.is_set():
+                    while len(self._pending) >= depth and not self._stop.is_set():
                         self._cond.wait(0.1)
-                if self._pending is not None:
+                if len(self._pending) >= depth:
+                    self._pending.popleft()  # the consumer is behind: drop the oldest frame
                     self._dropped += 1
-                self._pending = frame
+                self._pending.append(frame)
                 self._cond.notify_all()
         with self._cond:
             self._cond.notify_all()
@@ -463,14 +474,13 @@ class CameraDriver:
         encoding = self.config.encoding
         while True:
             with self._cond:
-                while self._pending is None and not self._stop.is_set():
+                while not self._pending and not self._stop.is_set():
                     if self.finished.is_set():
                         return
                     self._cond.wait(0.1)
                 if self._stop.is_set():
                     return
-                raw = self._pending
-                self._pending = None
+                raw = self._pending.popleft()
                 self._delivering = True
                 self._cond.notify_all()  # a lossless source may go on
             assert raw is not None
