@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from builtin_interfaces.msg import Time
 import numpy as np
+from sensor_msgs.msg import CameraInfo
 
 from vla_core.chunk import ActionChunk
 from vla_interfaces.msg import ActionChunk as ActionChunkMsg
@@ -49,3 +52,27 @@ def chunk_from_msg(msg: ActionChunkMsg) -> ActionChunk:
         source=msg.source,
         sequence=msg.sequence,
     )
+
+
+def camera_info_msg(
+    width: int,
+    height: int,
+    k: Sequence[float] | np.ndarray,
+    p: Sequence[float] | np.ndarray,
+    *,
+    frame_id: str,
+    d: Sequence[float] = (0.0,) * 5,
+    r: Sequence[float] | np.ndarray = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0),
+    distortion_model: str = 'plumb_bob',
+) -> CameraInfo:
+    """sensor_msgs/CameraInfo (stamp left for the caller); K, R as 9, P as 12 row-major values."""
+    k, r, p = (np.asarray(m, dtype=float).ravel() for m in (k, r, p))
+    if k.size != 9 or r.size != 9 or p.size != 12:
+        raise ValueError(f'camera matrices: K has {k.size}, R {r.size}, P {p.size} values')
+    msg = CameraInfo()
+    msg.header.frame_id = frame_id
+    msg.width, msg.height = int(width), int(height)
+    msg.distortion_model = distortion_model
+    msg.d = [float(v) for v in d]
+    msg.k, msg.r, msg.p = k.tolist(), r.tolist(), p.tolist()
+    return msg

@@ -33,6 +33,7 @@ from sensor_msgs.msg import Image
 
 from vla_core.config import Config, ConfigError, param
 from vla_ros_common import diagnostics, qos
+from vla_ros_common.conversions import camera_info_msg as ros_camera_info_msg
 from vla_ros_common.conversions import seconds_to_stamp
 from vla_ros_common.image import numpy_to_image
 from vla_ros_common.node_main import run_node
@@ -76,15 +77,10 @@ def camera_info_msg(info: CameraInfo, frame_id: str) -> CameraInfoMsg:
     The ROI is not copied: for the policy image K and P already describe the cropped, resized
     image, and a ROI would make image_geometry apply the crop a second time.
     """
-    msg = CameraInfoMsg()
-    msg.header.frame_id = frame_id
-    msg.width, msg.height = info.width, info.height
-    msg.distortion_model = info.distortion_model
-    msg.d = [float(v) for v in info.d]
-    msg.k = [float(v) for v in info.k]
-    msg.r = [float(v) for v in info.r]
-    msg.p = [float(v) for v in info.p]
-    return msg
+    return ros_camera_info_msg(
+        info.width, info.height, info.k, info.p, frame_id=frame_id, d=info.d, r=info.r,
+        distortion_model=info.distortion_model,
+    )  # fmt: skip
 
 
 class _Stream:

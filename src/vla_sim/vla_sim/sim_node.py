@@ -32,12 +32,12 @@ from tf2_msgs.msg import TFMessage
 
 from vla_core.chunk import ActionChunk
 from vla_core.config import Config, param
-from vla_core.robot import CameraIntrinsics, CommandError, JointCommand, validate_command
+from vla_core.robot import CommandError, JointCommand, validate_command
 from vla_interfaces.msg import ActionChunk as ActionChunkMsg
 from vla_interfaces.msg import EpisodeStatus
 from vla_interfaces.srv import ResetEpisode
 from vla_ros_common import diagnostics, qos
-from vla_ros_common.conversions import chunk_to_msg, seconds_to_stamp
+from vla_ros_common.conversions import camera_info_msg, chunk_to_msg, seconds_to_stamp
 from vla_ros_common.image import numpy_to_image
 from vla_ros_common.node_main import run_node
 from vla_ros_common.params import declare_config
@@ -47,7 +47,7 @@ from vla_sim.expert import ExpertConfig, PushExpert
 from vla_sim.sim import MujocoSim
 from vla_sim.tasks import TASKS, TabletopTask, TaskConfig
 
-__all__ = ['SimNode', 'SimNodeConfig', 'camera_info_msg', 'joint_command_from_msg']
+__all__ = ['SimNode', 'SimNodeConfig', 'joint_command_from_msg']
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,18 +85,6 @@ class SimNodeConfig(Config):
         range=(0.0, 50.0),
     )  # fmt: skip
     diagnostics_period: float = param(1.0, description='[s]', range=(0.1, 60.0))
-
-
-def camera_info_msg(intr: CameraIntrinsics, frame_id: str) -> CameraInfo:
-    msg = CameraInfo()
-    msg.header.frame_id = frame_id
-    msg.width, msg.height = intr.width, intr.height
-    msg.distortion_model = 'plumb_bob'
-    msg.d = [0.0] * 5
-    msg.k = intr.k.ravel().tolist()
-    msg.r = np.eye(3).ravel().tolist()
-    msg.p = intr.p.ravel().tolist()
-    return msg
 
 
 def joint_command_from_msg(msg: JointState, mode: str) -> JointCommand:
@@ -141,7 +129,10 @@ class SimNode(Node):
         self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', qos.DIAGNOSTICS)
         self._cameras = {}
         for cam in self.sim.camera_names:
-            info = camera_info_msg(self.sim.camera_intrinsics(cam), f'{cam}_optical_frame')
+            intr = self.sim.camera_intrinsics(cam)
+            info = camera_info_msg(
+                intr.width, intr.height, intr.k, intr.p, frame_id=f'{cam}_optical_frame'
+            )
             self._cameras[cam] = (
                 self.create_publisher(Image, f'camera/{cam}/image_raw', qos.SENSOR_OUT),
                 self.create_publisher(CameraInfo, f'camera/{cam}/camera_info', qos.SENSOR_OUT),
