@@ -73,17 +73,20 @@ def _grad_report(policy: Policy, batch) -> tuple[list[str], list[str]]:
     return missing, leaked
 
 
+@pytest.mark.parametrize('tokens', ['grid', 'keypoints'])
 @pytest.mark.parametrize('policy_type', ['flow', 'act'])
-def test_every_trainable_parameter_gets_gradient(policy_type: str, tiny_data) -> None:
+def test_every_trainable_parameter_gets_gradient(policy_type: str, tokens: str, tiny_data) -> None:
     train, _ = tiny_data
-    policy = tiny_policy(policy_type, train)
+    # Stride 8: a 4x4 map at 32 px, so keypoint attention has cells to choose between.
+    policy = tiny_policy(policy_type, train, tokens=tokens, num_keypoints=3, feature_stride=8)
     assert all(p.requires_grad for p in policy.parameters())
     missing, leaked = _grad_report(policy, first_batch(train))
     assert missing == [] and leaked == []
 
 
 @pytest.mark.parametrize(
-    ('stride', 'tail'), [(32, ('_blocks.15.', '_conv_head', '_bn1')), (16, ('_blocks.10.',))]
+    ('stride', 'tail'),
+    [(32, ('_blocks.15.', '_conv_head', '_bn1')), (16, ('_blocks.10.',)), (8, ('_blocks.10.',))],
 )
 def test_frozen_pretrained_efficientnet_gets_no_gradient(stride, tail, tiny_data) -> None:
     """Real EfficientNet-Lite0 ImageNet weights, last MBConv block (+ head) unfrozen."""
@@ -107,6 +110,46 @@ def test_frozen_pretrained_efficientnet_gets_no_gradient(stride, tail, tiny_data
     assert not net._bn0.training
     for k, v in before.items():
         torch.testing.assert_close(net.state_dict()[k], v)
+
+
+def test_stride8_tokens_are_stage3_and_upsampled_stage5_hypercolumns(tiny_data) -> None:
+    train, _ = tiny_data
+    policy = tiny_policy(
+        'flow', train, backbone='efficientnet-lite0', pretrained=True, freeze=True,
+        feature_stride=8, tokens='keypoints', num_keypoints=5,
+    )  # fmt: skip
+    vision = policy.encoder.vision
+    images = first_batch(train, 2).images  # 32 px
+    feats = vision.backbone_features(images)
+    assert feats.shape == (2, 2, 40 + 112, 4, 4)
+    # The stage-5 half is constant over each 2x2 block (nearest upsampling of a 2x2 map).
+    coarse = feats[:, :, 40:]
+    torch.testing.assert_close(coarse[..., 0::2, 0::2], coarse[..., 1::2, 1::2])
+    assert vision(images, feats).shape == (2, 2 * 5, policy.config.trunk.d_model)
+
+
+def test_spatial_keypoint_finds_the_peak_of_its_attention_map() -> None:
+    """The keypoint's position is the softmax-expected cell centre, in [-1, 1] image coords."""
+    from vla_learning.policies.vision import _SpatialKeypoints
+
+    kp = _SpatialKeypoints(channels=3, grid=8, num_keypoints=1, dim=16)
+    with torch.no_grad():  # attention logits = 50 * channel 1 (identity-like 1x1 convs)
+        first, _, last = kp.attention
+        first.weight.zero_()
+        first.bias.zero_()
+        first.weight[0, 1] = 1.0
+        last.weight.zero_()
+        last.bias.zero_()
+        last.weight[0, 0] = 50.0 / torch.nn.functional.gelu(torch.tensor(1.0))
+    feats = torch.zeros(2, 3, 8, 8)
+    feats[0, 1, 2, 6] = 1.0  # row 2, column 6
+    feats[1, 1, 5, 1] = 1.0
+    attn = kp.attention(feats).flatten(2).softmax(-1)
+    xy = attn @ kp.pos_grid
+    centre = lambda i: (i + 0.5) / 8 * 2 - 1  # noqa: E731
+    torch.testing.assert_close(xy[0, 0], torch.tensor([centre(6), centre(2)]), atol=1e-3, rtol=0)
+    torch.testing.assert_close(xy[1, 0], torch.tensor([centre(1), centre(5)]), atol=1e-3, rtol=0)
+    assert kp(feats).shape == (2, 1, 16)
 
 
 def test_normalization_stats_travel_with_the_weights(tiny_data, tmp_path) -> None:

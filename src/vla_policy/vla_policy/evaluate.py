@@ -91,7 +91,7 @@ def evaluate(
     out: Path,
     *,
     backend_kind: str = 'onnxruntime',
-    rate: float = 5.0,
+    rate: float = 10.0,
     videos: int = 2,
     control_hz: float = 100.0,
     instruction_encoder: str = 'minilm',
@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--tasks', nargs='+', default=['push_red', 'push_green', 'push_blue'])
     p.add_argument('--episodes', type=int, default=20, help='seeded episodes per task')
     p.add_argument('--seed', type=int, default=100_000, help='first seed (keep off training seeds)')
-    p.add_argument('--rate', type=float, default=5.0, help='policy rate [Hz]')
+    p.add_argument('--rate', type=float, default=10.0, help='policy rate [Hz]')
     p.add_argument('--videos', type=int, default=2, help='episodes per task saved as mp4')
     p.add_argument('--control-hz', type=float, default=100.0)
     p.add_argument('--instruction-encoder', default='minilm', choices=('minilm', 'hashed'))

@@ -58,7 +58,7 @@ class PolicyNodeConfig(Config):
     instruction_encoder: str = param(
         'minilm', description='must match training', choices=('minilm', 'hashed'), read_only=True
     )
-    rate_hz: float = param(5.0, description='inference rate [Hz]', range=(0.1, 100.0))
+    rate_hz: float = param(10.0, description='inference rate [Hz]', range=(0.1, 100.0))
     max_observation_age: float = param(
         0.5, description='refuse observations older than this [s]', range=(0.001, 60.0)
     )

