@@ -1,6 +1,7 @@
 # The two commands of the README, and their parts.
 #   make demo   the suite's graph in simulation (Ctrl-C to stop, or DURATION=seconds)
 #   make test   lint + every package's tests (colcon test) + cross-package tests
+#   make policy demonstrations -> train -> export -> closed-loop evaluation (POLICY=flow|act)
 # Both set up the workspace first (tools/vla_setup.py: idempotent, ~1 s when nothing changed).
 
 SHELL := /bin/bash
@@ -9,14 +10,28 @@ IN_ENV := set -o pipefail; . tools/env.sh &&
 DURATION ?=
 GRAPH ?= config/graphs/demo.yaml
 PYTEST_ARGS ?=
+POLICY ?= flow
+DEMOS ?= 100
+EPISODES ?= 200
 
-.PHONY: setup demo test lint unit-test system-test bench clean
+.PHONY: setup demo policy test lint unit-test system-test bench clean
 
 setup:
 	@$(PYTHON) tools/vla_setup.py
 
 demo: setup
 	@$(IN_ENV) python -m vla_ros_common.runner $(GRAPH) --processes $(if $(DURATION),--duration $(DURATION))
+
+# Demonstrations -> trained policy -> ONNX export (parity-gated) -> closed-loop evaluation, all in
+# simulation: DEMOS expert episodes per task, POLICY=flow|act, EPISODES seeded episodes per task.
+policy: setup
+	@$(IN_ENV) python -m vla_teleop.dataset.sim_demos --out out/dataset_sim \
+		--episodes-per-task $(DEMOS) --overwrite && \
+	python -m vla_learning.train --config src/vla_learning/config/sim_$(POLICY).yaml && \
+	python -m vla_learning.export --checkpoint out/runs/sim_$(POLICY)/last.pt \
+		--output out/exports/sim_$(POLICY) && \
+	python -m vla_policy.evaluate --artifact out/exports/sim_$(POLICY) --episodes $(EPISODES) \
+		--out out/eval/sim_$(POLICY)
 
 lint: setup
 	@$(IN_ENV) ruff check . && ruff format --check . && hadolint docker/Dockerfile.*

@@ -69,7 +69,7 @@ def main() -> int:
     parser.add_argument('--iters', type=int, default=200)
     args = parser.parse_args()
     from vla_learning.language import HashedInstructionEncoder
-    from vla_policy.backends import make_backend
+    from vla_policy.backends import backend_config, make_backend
 
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 255, (224, 224, 3), np.uint8),
@@ -80,8 +80,7 @@ def main() -> int:
         _export(out)
         results = {}
         for kind, artifact in (('torch', out / 'policy.pt'), ('onnxruntime', out)):
-            probe = make_backend(kind)
-            config = probe.default_config().replace(num_threads=args.threads, warmup_iterations=5)
+            config = backend_config(kind, num_threads=args.threads, warmup_iterations=5)
             backend = make_backend(
                 kind, config=config, instruction_encoder=HashedInstructionEncoder()
             )

@@ -95,19 +95,22 @@ def evaluate(
     videos: int = 2,
     control_hz: float = 100.0,
     instruction_encoder: str = 'minilm',
+    threads: int = 2,
     progress: bool = True,
 ) -> list[EpisodeOutcome]:
     from tqdm import tqdm
 
     from vla_learning.language import make_instruction_encoder
-    from vla_policy.backends import make_backend
+    from vla_policy.backends import backend_config, make_backend
     from vla_sim.config import SimConfig
     from vla_sim.sim import MujocoSim
 
     out.mkdir(parents=True, exist_ok=True)
+    config = backend_config(backend_kind, num_threads=threads)
     backend = make_backend(
-        backend_kind, instruction_encoder=make_instruction_encoder(instruction_encoder)
-    )
+        backend_kind, config=config,
+        instruction_encoder=make_instruction_encoder(instruction_encoder),
+    )  # fmt: skip
     backend.load(artifact)
     backend.warm_up()
     sim = MujocoSim(SimConfig(control_hz=control_hz))
@@ -176,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--videos', type=int, default=2, help='episodes per task saved as mp4')
     p.add_argument('--control-hz', type=float, default=100.0)
     p.add_argument('--instruction-encoder', default='minilm', choices=('minilm', 'hashed'))
+    p.add_argument('--threads', type=int, default=2, help='inference CPU threads')
     p.add_argument('--out', type=Path, default=Path('out/eval'))
     p.add_argument('--no-progress', action='store_true')
     args = p.parse_args(argv)
@@ -183,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         args.artifact, args.tasks, args.episodes, args.seed, args.out,
         backend_kind=args.backend, rate=args.rate, videos=args.videos,
         control_hz=args.control_hz, instruction_encoder=args.instruction_encoder,
-        progress=not args.no_progress,
+        threads=args.threads, progress=not args.no_progress,
     )  # fmt: skip
     print(f'results: {args.out / "results.json"}, plot: {args.out / "success.png"}')
     return 0

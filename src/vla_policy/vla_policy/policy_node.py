@@ -189,17 +189,13 @@ class PolicyNode(LifecycleNode):
 
     def _load_backend(self, cfg: PolicyNodeConfig) -> None:
         from vla_learning.language import make_instruction_encoder
-        from vla_policy.backends import make_backend
+        from vla_policy.backends import backend_config, make_backend
 
-        # Each backend has its own config class: start from its defaults, set the shared fields.
-        config = (
-            make_backend(cfg.backend)
-            .default_config()
-            .replace(
-                num_threads=cfg.num_threads,
-                noise_seed=cfg.noise_seed,
-                warmup_iterations=cfg.warmup_iterations,
-            )
+        config = backend_config(
+            cfg.backend,
+            num_threads=cfg.num_threads,
+            noise_seed=cfg.noise_seed,
+            warmup_iterations=cfg.warmup_iterations,
         )
         encoder = make_instruction_encoder(cfg.instruction_encoder)
         # Load the language model now, not at the first observation: that takes seconds, and a

@@ -116,8 +116,8 @@ def build_mjcf(cfg: SimConfig) -> str:
     gc = '1' if cfg.gravity_compensation else '0'
     off_w = max(cfg.scene_camera_width, cfg.wrist_camera_width)
     off_h = max(cfg.scene_camera_height, cfg.wrist_camera_height)
-    scene_cam_pos = np.array([1.05, 0.0, 0.62])
-    scene_cam_axes = _look_at_xyaxes(scene_cam_pos, np.array([0.42, 0.0, 0.0]))
+    scene_cam_pos = np.array([0.78, 0.0, 0.62])
+    scene_cam_axes = _look_at_xyaxes(scene_cam_pos, np.array([0.43, 0.0, 0.0]))
     j = {name: _joint(name, axis, cfg) for name, axis in zip(ARM_JOINTS, _ARM_AXES, strict=True)}
 
     imu_z = 0.03 if cfg.imu_mount == 'base_link' else -0.01  # inside the base / wrist flange

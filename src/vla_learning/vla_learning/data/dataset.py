@@ -64,14 +64,26 @@ class ChunkDataset:
 
     @torch.no_grad()
     def cache_vision_features(
-        self, vision: torch.nn.Module, device: torch.device, chunk: int = 64
+        self,
+        vision: torch.nn.Module,
+        device: torch.device,
+        chunk: int = 64,
+        progress: bool = False,
     ) -> None:
         """Run a frozen backbone over every image once (``vision.backbone_features``)."""
-        out = []
-        for start in range(0, len(self), chunk):
+        from tqdm import tqdm
+
+        # Filled in place: collecting batches and concatenating would need twice the memory
+        # (gigabytes for a few hundred episodes at stride 8).
+        out: torch.Tensor | None = None
+        starts = range(0, len(self), chunk)
+        for start in tqdm(starts, desc='vision features', unit='batch', disable=not progress):
             images = self.images[start : start + chunk].to(device).float() / 255.0
-            out.append(vision.backbone_features(images).cpu())
-        self.vision_features = torch.cat(out)
+            feats = vision.backbone_features(images).cpu()
+            if out is None:
+                out = torch.empty((len(self), *feats.shape[1:]), dtype=feats.dtype)
+            out[start : start + len(feats)] = feats
+        self.vision_features = out
 
     def norm_stats(self) -> NormStats:
         return NormStats.from_data(self.state.numpy(), self.actions.numpy())

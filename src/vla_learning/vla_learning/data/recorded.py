@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from vla_core.config import Config, ConfigError, param
 from vla_learning.data.dataset import ChunkDataset
@@ -35,7 +36,9 @@ class RecordedConfig(Config):
     language: str = param('minilm', description='instruction encoder', choices=('minilm', 'hashed'))
 
 
-def make_recorded_datasets(cfg: RecordedConfig) -> tuple[ChunkDataset, ChunkDataset]:
+def make_recorded_datasets(
+    cfg: RecordedConfig, progress: bool = False
+) -> tuple[ChunkDataset, ChunkDataset]:
     """``(train, val)`` from the dataset at ``cfg.path``."""
     from vla_teleop.dataset import EpisodeDataset  # the on-disk format's own loader
 
@@ -67,7 +70,8 @@ def make_recorded_datasets(cfg: RecordedConfig) -> tuple[ChunkDataset, ChunkData
     parts = []
     for name in ('train', 'val'):
         images, state, actions, instruction_index = [], [], [], []
-        for ep in split[name]:
+        bar = tqdm(split[name], desc=f'loading {name} episodes', unit='ep', disable=not progress)
+        for ep in bar:
             info = next(e for e in data.episodes if e.episode_index == ep)
             for k in range(info.length):
                 sample = data.frame(ep, k)

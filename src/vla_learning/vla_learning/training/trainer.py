@@ -29,7 +29,7 @@ def make_datasets(cfg: ExperimentConfig) -> tuple[ChunkDataset, ChunkDataset]:
     if cfg.data.source == 'recorded':
         from vla_learning.data.recorded import make_recorded_datasets
 
-        return make_recorded_datasets(cfg.data.recorded)
+        return make_recorded_datasets(cfg.data.recorded, progress=cfg.train.progress)
     raise ValueError(f'unknown data source {cfg.data.source!r}')
 
 
@@ -70,7 +70,9 @@ class Trainer:
             vision.eval()
             for dataset in (self.train_set, self.val_set):
                 if dataset.vision_features is None:
-                    dataset.cache_vision_features(vision, self.device)
+                    dataset.cache_vision_features(
+                        vision, self.device, progress=tc.progress and self.dist.is_main
+                    )
         self.params = [p for p in self.policy.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(
             self.params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay

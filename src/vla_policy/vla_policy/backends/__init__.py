@@ -12,9 +12,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from vla_policy.backends.base import InferenceBackend
+    from vla_policy.backends.base import BackendConfig, InferenceBackend
 
-__all__ = ['BACKENDS', 'make_backend']
+__all__ = ['BACKENDS', 'backend_config', 'make_backend']
 
 BACKENDS: dict[str, tuple[str, str]] = {
     'onnxruntime': ('vla_policy.backends.onnxruntime_backend', 'OnnxRuntimeBackend'),
@@ -23,10 +23,19 @@ BACKENDS: dict[str, tuple[str, str]] = {
 }
 
 
-def make_backend(kind: str, **kwargs: Any) -> InferenceBackend:
-    """Instantiate backend ``kind`` (its heavy imports happen here, not before)."""
+def _backend_class(kind: str) -> type[InferenceBackend]:
     try:
         module, name = BACKENDS[kind]
     except KeyError:
         raise ValueError(f'unknown backend {kind!r}; known: {sorted(BACKENDS)}') from None
-    return getattr(importlib.import_module(module), name)(**kwargs)
+    return getattr(importlib.import_module(module), name)
+
+
+def make_backend(kind: str, **kwargs: Any) -> InferenceBackend:
+    """Instantiate backend ``kind`` (its heavy imports happen here, not before)."""
+    return _backend_class(kind)(**kwargs)
+
+
+def backend_config(kind: str, **fields: Any) -> BackendConfig:
+    """Backend ``kind``'s own config class, at its defaults except the (shared) ``fields``."""
+    return _backend_class(kind).default_config().replace(**fields)

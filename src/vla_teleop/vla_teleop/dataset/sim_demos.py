@@ -161,22 +161,17 @@ def generate(
             bar.set_postfix(success=f'{successes}/{len(writer.episodes)}')
         shapes = {c: list(sim.render(c).shape) for c in sim.camera_names}
         names = list(sim.joint_names)
-        writer.finish(
-            {
-                'fps': cfg.rate,
-                'cameras': {c: {'topic': f'sim:{c}', 'shape': s} for c, s in shapes.items()},
-                'state': {'topic': 'sim:joint_state', 'field': 'position', 'names': names},
-                'action': {
-                    'topic': 'sim:expert',
-                    'type': 'expert target',
-                    'field': 'targets',
-                    'names': names,
-                },
-                'alignment': 'generated on the grid (no skew)',
-                'build_config': {f'sim_demos.{k}': v for k, v in config_to_flat(cfg).items()},
-                'sources': [],
-            }  # fmt: skip
-        )
+        info = {
+            'fps': cfg.rate,
+            'cameras': {c: {'topic': f'sim:{c}', 'shape': s} for c, s in shapes.items()},
+            'state': {'topic': 'sim:joint_state', 'field': 'position', 'names': names},
+            'action': {'topic': 'sim:expert', 'type': 'expert target', 'field': 'targets',
+                       'names': names},
+            'alignment': 'generated on the grid (no skew)',
+            'build_config': {f'sim_demos.{k}': v for k, v in config_to_flat(cfg).items()},
+            'sources': [],
+        }  # fmt: skip
+        writer.finish(info)
     except BaseException:
         writer.abort()
         raise
