@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from learning_test_utils import first_batch, tiny_policy
+from learning_test_utils import first_batch, tiny_config, tiny_policy
 from vla_learning.normalization import NormStats
 from vla_learning.policies.base import Policy
+from vla_learning.policies.factory import make_policy
 from vla_learning.training.checkpoint import load_policy, save_checkpoint
 
 
@@ -78,7 +79,7 @@ def test_flow_integration_recovers_a_known_velocity_field(steps: int, tiny_data)
         policy.expert = _KnownField(field)
         with torch.no_grad():
             chunk = policy.predict_chunk(b.images, b.state, b.lang_emb, noise)
-        return policy.normalizer.normalize_actions(chunk)
+        return policy.normalizer.normalize_actions(chunk, b.state)
 
     # The flow-matching field of a single chunk c, v = (x - c) / t: the paths are straight
     # lines, which Euler follows exactly, so it lands on c (normalized) for any step count.
@@ -218,7 +219,45 @@ def test_normalizer_round_trip() -> None:
     rng = np.random.default_rng(0)
     stats = NormStats.from_data(rng.normal(2, 3, (50, 3)), rng.normal(-1, 0.5, (50, 4, 2)))
     norm = Normalizer(3, 2, stats)
-    a = torch.randn(5, 4, 2)
-    torch.testing.assert_close(norm.unnormalize_actions(norm.normalize_actions(a)), a)
+    a, state = torch.randn(5, 4, 2), torch.randn(5, 3)
+    torch.testing.assert_close(norm.unnormalize_actions(norm.normalize_actions(a, state), state), a)
     with pytest.raises(ValueError, match='do not match'):
         Normalizer(4, 2, stats)
+
+
+def test_delta_actions_are_relative_to_the_state(tiny_data) -> None:
+    """Stats of targets minus state; the state is added back inside the model (and its export)."""
+    from vla_learning.normalization import Normalizer
+
+    rng = np.random.default_rng(0)
+    state = rng.normal(0, 1.0, (200, 2))  # spread-out absolute positions ...
+    actions = state[:, None, :] + rng.normal(0.1, 0.01, (200, 4, 2))  # ... small motions
+    stats = NormStats.from_data(state, actions, delta=True)
+    np.testing.assert_allclose(stats.action_mean, 0.1, atol=0.005)
+    np.testing.assert_allclose(stats.action_std, 0.01, rtol=0.2)
+    norm = Normalizer(2, 2, stats, delta=True)
+    a, s = torch.as_tensor(actions[:5], dtype=torch.float32), torch.as_tensor(state[:5]).float()
+    normalized = norm.normalize_actions(a, s)
+    assert normalized.abs().max() < 5  # absolute targets would sit at ~100 std from the mean
+    torch.testing.assert_close(norm.unnormalize_actions(normalized, s), a)
+    # A delta policy predicts state + offset: the same normalized output, a moved state.
+    train, _ = tiny_data
+    torch.manual_seed(0)
+    policy = make_policy(
+        tiny_config('act').replace(delta_actions=True), train.norm_stats(delta=True)
+    ).eval()
+    b = first_batch(train, 2)
+    shift = torch.zeros_like(b.state)
+    shift[:, 0] = 0.5
+    with torch.no_grad():
+        base = policy.predict_chunk(b.images, b.state, b.lang_emb)
+        policy.normalizer.state_mean += shift[0]  # the network sees the same normalized state
+        moved = policy.predict_chunk(b.images, b.state + shift, b.lang_emb)
+    torch.testing.assert_close(moved - base, shift[:, None, :].expand_as(base))
+    with pytest.raises(ValueError, match='delta_actions'):
+        make_policy(
+            tiny_config('act').replace(
+                delta_actions=True,
+                features=tiny_config('act').features.replace(state_dim=5),
+            )
+        )

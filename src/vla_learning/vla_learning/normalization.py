@@ -2,6 +2,8 @@
 
 The stats are persistent buffers: a checkpoint carries them, and the ONNX export bakes them into
 the graph, so the deployed model takes raw joint values and returns raw joint targets.
+With ``delta`` actions the targets are taken relative to the current joint state before
+normalizing, and the state is added back after: that too is inside the graph.
 """
 
 from __future__ import annotations
@@ -27,8 +29,11 @@ class NormStats:
     action_std: np.ndarray
 
     @classmethod
-    def from_data(cls, state: np.ndarray, actions: np.ndarray) -> NormStats:
-        """Stats of ``state (N, S)`` and ``actions (N, H, A)``."""
+    def from_data(cls, state: np.ndarray, actions: np.ndarray, delta: bool = False) -> NormStats:
+        """Stats of ``state (N, S)`` and ``actions (N, H, A)`` (of ``actions - state`` when
+        ``delta``)."""
+        if delta:
+            actions = actions - state[:, None, :]
         flat_actions = actions.reshape(-1, actions.shape[-1])
         return cls(
             state_mean=state.mean(0).astype(np.float32),
@@ -55,8 +60,15 @@ class Normalizer(nn.Module):
     action_mean: torch.Tensor
     action_std: torch.Tensor
 
-    def __init__(self, state_dim: int, action_dim: int, stats: NormStats | None = None) -> None:
+    def __init__(
+        self,
+        state_dim: int,
+        action_dim: int,
+        stats: NormStats | None = None,
+        delta: bool = False,
+    ) -> None:
         super().__init__()
+        self.delta = delta
         stats = stats or NormStats.identity(state_dim, action_dim)
         for name in ('state_mean', 'state_std', 'action_mean', 'action_std'):
             self.register_buffer(name, torch.zeros(0), persistent=True)
@@ -86,10 +98,13 @@ class Normalizer(nn.Module):
         """``(B, S)`` raw -> normalized."""
         return (state - self.state_mean) / self.state_std
 
-    def normalize_actions(self, actions: torch.Tensor) -> torch.Tensor:
-        """``(B, H, A)`` raw -> normalized."""
+    def normalize_actions(self, actions: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """``(B, H, A)`` raw targets, raw ``state (B, S)`` -> normalized."""
+        if self.delta:
+            actions = actions - state[:, None, :]
         return (actions - self.action_mean) / self.action_std
 
-    def unnormalize_actions(self, actions: torch.Tensor) -> torch.Tensor:
-        """``(B, H, A)`` normalized -> raw."""
-        return actions * self.action_std + self.action_mean
+    def unnormalize_actions(self, actions: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """``(B, H, A)`` normalized, raw ``state (B, S)`` -> raw targets."""
+        raw = actions * self.action_std + self.action_mean
+        return raw + state[:, None, :] if self.delta else raw

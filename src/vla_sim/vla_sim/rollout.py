@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 import time
 
@@ -35,11 +36,15 @@ def run_episode(
     replan_period: float = 0.1,
     perturb_at: float | None = None,
     perturb_magnitude: float = 0.3,
+    on_step: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> EpisodeResult:
     """One expert episode in position mode; the expert re-plans every ``replan_period`` s.
 
     With ``perturb_at``, the arm is teleported by random joint offsets at that episode time
     (seeded by ``seed``), and the expert has to recover from wherever that leaves it.
+    ``on_step(target)`` is called every control period, before the step, with the expert's
+    joint target (in ``sim.joint_names`` order) and returns the target to execute: a recorder
+    reads the sim there, a noise injector returns the target plus noise.
     """
     if sim.actuation_mode != 'position':
         raise ValueError('the expert emits joint-position targets: use actuation=position')
@@ -63,6 +68,8 @@ def run_episode(
         if chunk is None or step % replan_every == 0:
             chunk = expert.act(task.block, task.target_xy)
         target = chunk_target(chunk, sim.now())
+        if on_step is not None:
+            target = on_step(target)
         result = task.step(JointCommand('position', target, chunk.joint_names, stamp=sim.now()))
         step += 1
         if result.done:

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from vla_core.config import ConfigError
+from vla_sim import rollout
 from vla_sim.config import SimConfig
+from vla_sim.tasks import TabletopTask
 from vla_teleop.dataset import sim_demos
 from vla_teleop.dataset.format import EpisodeDataset
 from vla_teleop.dataset.sim_demos import SimDemoConfig, generate
@@ -30,7 +32,7 @@ def test_demos_are_a_dataset_with_clean_expert_labels_under_noise(tmp_path, monk
     # Spy on what the expert asked for and what was executed in the noisy run.
     targets: list[np.ndarray] = []
     executed: list[np.ndarray] = []
-    real_target, real_step = sim_demos.chunk_target, sim_demos.TabletopTask.step
+    real_target, real_step = rollout.chunk_target, TabletopTask.step
 
     def spy_target(*args, **kwargs):
         targets.append(real_target(*args, **kwargs))
@@ -40,8 +42,8 @@ def test_demos_are_a_dataset_with_clean_expert_labels_under_noise(tmp_path, monk
         executed.append(command.values.copy())
         return real_step(self, command, n)
 
-    monkeypatch.setattr(sim_demos, 'chunk_target', spy_target)
-    monkeypatch.setattr(sim_demos.TabletopTask, 'step', spy_step)
+    monkeypatch.setattr(rollout, 'chunk_target', spy_target)
+    monkeypatch.setattr(TabletopTask, 'step', spy_step)
     noisy = _generate(tmp_path, 'noisy', noise_rad=0.05)
     for data in (clean, noisy):
         assert data.fps == 10.0

@@ -85,8 +85,8 @@ class ChunkDataset:
             out[start : start + len(feats)] = feats
         self.vision_features = out
 
-    def norm_stats(self) -> NormStats:
-        return NormStats.from_data(self.state.numpy(), self.actions.numpy())
+    def norm_stats(self, delta: bool = False) -> NormStats:
+        return NormStats.from_data(self.state.numpy(), self.actions.numpy(), delta)
 
     def record_observations(self, count: int) -> RecordedObservations:
         """The first ``count`` samples as recorded observations (for parity and calibration)."""

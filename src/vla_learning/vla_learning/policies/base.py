@@ -56,7 +56,11 @@ class Policy(nn.Module, ABC):
         super().__init__()
         self.config = config
         f = config.features
-        self.normalizer = Normalizer(f.state_dim, f.action_dim, stats)
+        if config.delta_actions and f.state_dim != f.action_dim:
+            raise ValueError(
+                f'delta_actions needs state_dim == action_dim, got {f.state_dim} and {f.action_dim}'
+            )
+        self.normalizer = Normalizer(f.state_dim, f.action_dim, stats, config.delta_actions)
 
     @property
     def chunk_shape(self) -> tuple[int, int]:

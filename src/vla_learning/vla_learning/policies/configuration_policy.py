@@ -26,3 +26,9 @@ class PolicyConfig(Config):
     trunk: TrunkConfig = param(default_factory=TrunkConfig, description='transformer trunk')
     flow: FlowConfig = param(default_factory=FlowConfig, description='flow expert (type=flow)')
     act: ACTConfig = param(default_factory=ACTConfig, description='ACT (type=act)')
+    delta_actions: bool = param(
+        False,
+        description='predict the chunk relative to the current joint state (targets minus '
+        'state), which normalizes to a much finer scale than absolute targets; needs the '
+        'state and action joints to be the same, in the same order',
+    )

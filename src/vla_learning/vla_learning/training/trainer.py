@@ -63,7 +63,8 @@ class Trainer:
         # The dataset decides the policy's input/output sizes.
         self.cfg = cfg.replace(policy=cfg.policy.replace(features=self.train_set.features))
         torch.manual_seed(tc.seed)  # parameter init
-        self.policy = make_policy(self.cfg.policy, self.train_set.norm_stats()).to(self.device)
+        stats = self.train_set.norm_stats(delta=self.cfg.policy.delta_actions)
+        self.policy = make_policy(self.cfg.policy, stats).to(self.device)
         vision = self.policy.encoder.vision
         if tc.cache_vision_features and vision.fully_frozen:
             # A frozen backbone without augmentation gives the same features every epoch.
@@ -164,7 +165,8 @@ class Trainer:
             noise = self.policy.sample_noise(len(index), g).to(self.device)
             pred = self.policy.predict_chunk(batch.images, batch.state, batch.lang_emb, noise)
             norm = self.policy.normalizer.normalize_actions
-            mses.append(float(((norm(pred) - norm(batch.actions)) ** 2).mean()))
+            error = norm(pred, batch.state) - norm(batch.actions, batch.state)
+            mses.append(float((error**2).mean()))
             losses.append(float(loss))
             weights.append(len(index))
         total = sum(weights)

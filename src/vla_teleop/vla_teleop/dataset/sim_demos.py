@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass
+import itertools
 import math
 from pathlib import Path
 import sys
@@ -29,12 +30,11 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from vla_core.config import Config, ConfigError, config_to_flat, param
-from vla_core.robot import JointCommand
 from vla_sim.config import SimConfig
-from vla_sim.expert import PushExpert, chunk_target
+from vla_sim.rollout import run_episode
 from vla_sim.scene import ARM_JOINTS
 from vla_sim.sim import MujocoSim
-from vla_sim.tasks import TASKS, TabletopTask
+from vla_sim.tasks import TASKS
 from vla_teleop.dataset.format import DatasetWriter, encode_png, frame_columns
 
 __all__ = ['SimDemoConfig', 'generate', 'main']
@@ -79,51 +79,40 @@ class _Episode:
 
 
 def _run_episode(sim: MujocoSim, cfg: SimDemoConfig, task_name: str, seed: int) -> _Episode:
-    task = TabletopTask(sim, task_name)
-    expert = PushExpert(sim)
     rng = np.random.default_rng([seed, list(TASKS).index(task_name), 4243])
-    task.reset(seed)
-    period = sim.control_period
+    # Within the push of a typical 3-4 s episode.
+    perturb_at = rng.uniform(0.5, 2.0) if rng.uniform() < cfg.perturb_fraction else None
     frame_every = round(cfg.control_hz / cfg.rate)
-    replan_every = max(1, round(cfg.replan_period / period))
-    perturb_at = (
-        rng.uniform(0.5, 2.0) if rng.uniform() < cfg.perturb_fraction else None
-    )  # within the push of a typical 3-4 s episode
     n_arm = len(ARM_JOINTS)
-    decay = math.exp(-period / cfg.noise_tau)
+    decay = math.exp(-sim.control_period / cfg.noise_tau)
     noise = np.zeros(len(sim.joint_names))
     stamps, states, actions = [], [], []
     images: dict[str, list[bytes]] = {c: [] for c in sim.camera_names}
-    chunk, step = None, 0
-    while True:
-        if perturb_at is not None and task.elapsed >= perturb_at:
-            task.perturb(rng, cfg.perturb_magnitude)
-            perturb_at, chunk = None, None  # the old plan is stale
-        if chunk is None or step % replan_every == 0:
-            chunk = expert.act(task.block, task.target_xy)
-        now = sim.now()
-        target = chunk_target(chunk, now)
-        if step % frame_every == 0:
+    ticks = itertools.count()  # control periods since the episode's start
+
+    def record_and_perturb(target: np.ndarray) -> np.ndarray:
+        if next(ticks) % frame_every == 0:
             state = sim.read_state()
-            index = [state.joint_names.index(n) for n in sim.joint_names]
             stamps.append(round(state.stamp * NS))
-            states.append(state.position[index])
-            actions.append(target)
+            states.append(state.position[[state.joint_names.index(n) for n in sim.joint_names]])
+            actions.append(target)  # the clean expert target is the label
             for c in sim.camera_names:
                 images[c].append(encode_png(sim.render(c)))
         noise[:n_arm] = decay * noise[:n_arm] + math.sqrt(1 - decay**2) * rng.normal(
             0.0, cfg.noise_rad, n_arm
         )
-        result = task.step(JointCommand('position', target + noise, chunk.joint_names, stamp=now))
-        step += 1
-        if result.done:
-            break
+        return target + noise
+
+    result = run_episode(
+        sim, task_name, seed, replan_period=cfg.replan_period, perturb_at=perturb_at,
+        perturb_magnitude=cfg.perturb_magnitude, on_step=record_and_perturb,
+    )  # fmt: skip
     grid = np.array(stamps, dtype=np.int64)
     columns = frame_columns(
         grid, cfg.rate, np.array(states), np.array(actions), images,
         {key: grid for key in ('state', 'action', *sim.camera_names)},
     )  # fmt: skip
-    return _Episode(task_name, seed, bool(result.success), columns)
+    return _Episode(task_name, seed, result.success, columns)
 
 
 def generate(

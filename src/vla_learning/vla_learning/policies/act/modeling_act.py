@@ -86,7 +86,7 @@ class ACTPolicy(Policy):
     def compute_loss(
         self, batch: Batch, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        actions = self.normalizer.normalize_actions(batch.actions)
+        actions = self.normalizer.normalize_actions(batch.actions, batch.state)
         state_n = self.normalizer.normalize_state(batch.state)
         mu, logvar = self.style_encoder(state_n, actions)
         eps = torch.randn(mu.shape, generator=generator).to(mu.device)
@@ -107,4 +107,4 @@ class ACTPolicy(Policy):
         del noise  # deterministic at inference: z is the prior mean
         z = torch.zeros(state.shape[0], self.config.act.latent_dim, device=state.device)
         pred = self._decode(images, self.normalizer.normalize_state(state), lang_emb, z)
-        return self.normalizer.unnormalize_actions(pred)
+        return self.normalizer.unnormalize_actions(pred, state)

@@ -76,7 +76,7 @@ class FlowMatchingPolicy(Policy):
     def compute_loss(
         self, batch: Batch, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        actions = self.normalizer.normalize_actions(batch.actions)
+        actions = self.normalizer.normalize_actions(batch.actions, batch.state)
         b = actions.shape[0]
         noise = torch.randn(actions.shape, generator=generator).to(actions.device)
         t = self._sample_time(b, generator).to(actions.device)
@@ -106,7 +106,7 @@ class FlowMatchingPolicy(Policy):
         # A Python loop: traced into an unrolled graph of ``steps`` expert calls on export.
         for k in range(steps):
             x = x + dt * self.expert(x, ones * (1.0 - k / steps), memory)
-        return self.normalizer.unnormalize_actions(x)
+        return self.normalizer.unnormalize_actions(x, state)
 
 
 def _beta_from_uniform(u: torch.Tensor, alpha: float, beta: float) -> torch.Tensor:
