@@ -261,3 +261,38 @@ def test_delta_actions_are_relative_to_the_state(tiny_data) -> None:
                 features=tiny_config('act').features.replace(state_dim=5),
             )
         )
+
+
+def test_instruction_embeddings_are_centred_and_spread_to_unit_scale() -> None:
+    """Three instructions that differ in one word must not look alike to the policy."""
+    from vla_learning.normalization import Normalizer
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(0, 1, 384)
+    table = base + 0.05 * rng.normal(0, 1, (3, 384))  # cosine similarity ~0.998
+    stats = NormStats.from_data(np.zeros((4, 2)), np.zeros((4, 3, 2)), lang_table=table)
+    norm = Normalizer(2, 2, stats, lang_dim=384)
+    out = norm.normalize_lang(torch.as_tensor(table, dtype=torch.float32))
+    torch.testing.assert_close(out.mean(0), torch.zeros(384), atol=1e-5, rtol=0)
+    rms = out.pow(2).sum(-1).mean().sqrt()
+    torch.testing.assert_close(rms, torch.tensor(1.0))
+    cosine = torch.nn.functional.cosine_similarity(out[0], out[1], dim=0)
+    assert cosine < 0.0  # centred: distinct directions, not one shared one
+    # Without instruction stats the embedding passes through unchanged.
+    plain = Normalizer(2, 2, NormStats.identity(2, 2), lang_dim=384)
+    x = torch.randn(2, 384)
+    torch.testing.assert_close(plain.normalize_lang(x), x)
+
+
+def test_checkpoints_without_instruction_stats_still_load(tiny_data, tmp_path) -> None:
+    """Checkpoints written before instruction normalization existed load it as the identity."""
+    train, _ = tiny_data
+    policy = tiny_policy('act', train)
+    path = save_checkpoint(tmp_path / 'old.pt', policy, step=1)
+    ckpt = torch.load(path, weights_only=True)
+    for key in ('normalizer.lang_mean', 'normalizer.lang_std'):
+        del ckpt['model'][key]
+    torch.save(ckpt, path)
+    loaded = load_policy(path)
+    x = torch.randn(2, train.features.lang_dim)
+    torch.testing.assert_close(loaded.normalizer.normalize_lang(x), x)

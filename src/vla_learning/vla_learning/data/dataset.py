@@ -86,7 +86,9 @@ class ChunkDataset:
         self.vision_features = out
 
     def norm_stats(self, delta: bool = False) -> NormStats:
-        return NormStats.from_data(self.state.numpy(), self.actions.numpy(), delta)
+        return NormStats.from_data(
+            self.state.numpy(), self.actions.numpy(), delta, self.lang_table.numpy()
+        )
 
     def record_observations(self, count: int) -> RecordedObservations:
         """The first ``count`` samples as recorded observations (for parity and calibration)."""

@@ -60,7 +60,9 @@ class Policy(nn.Module, ABC):
             raise ValueError(
                 f'delta_actions needs state_dim == action_dim, got {f.state_dim} and {f.action_dim}'
             )
-        self.normalizer = Normalizer(f.state_dim, f.action_dim, stats, config.delta_actions)
+        self.normalizer = Normalizer(
+            f.state_dim, f.action_dim, stats, config.delta_actions, f.lang_dim
+        )
 
     @property
     def chunk_shape(self) -> tuple[int, int]:

@@ -77,7 +77,8 @@ class ACTPolicy(Policy):
         vision_features: torch.Tensor | None = None,
     ) -> torch.Tensor:
         extra = self.latent_in(z)[:, None]
-        memory = self.encoder(images, state_n, lang_emb, extra, vision_features)
+        lang = self.normalizer.normalize_lang(lang_emb)
+        memory = self.encoder(images, state_n, lang, extra, vision_features)
         h = self.queries.expand(state_n.shape[0], -1, -1)
         for block in self.decoder:
             h = block(h, memory)

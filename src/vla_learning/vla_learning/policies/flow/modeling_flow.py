@@ -83,7 +83,10 @@ class FlowMatchingPolicy(Policy):
         x_t = t[:, None, None] * noise + (1.0 - t[:, None, None]) * actions
         state_n = self.normalizer.normalize_state(batch.state)
         memory = self.encoder(
-            batch.images, state_n, batch.lang_emb, vision_features=batch.vision_features
+            batch.images,
+            state_n,
+            self.normalizer.normalize_lang(batch.lang_emb),
+            vision_features=batch.vision_features,
         )
         v = self.expert(x_t, t, memory)
         loss = F.mse_loss(v, noise - actions)
@@ -98,7 +101,9 @@ class FlowMatchingPolicy(Policy):
     ) -> torch.Tensor:
         if noise is None:
             noise = self.sample_noise(state.shape[0]).to(state.device)
-        memory = self.encoder(images, self.normalizer.normalize_state(state), lang_emb)
+        memory = self.encoder(
+            images, self.normalizer.normalize_state(state), self.normalizer.normalize_lang(lang_emb)
+        )
         steps = self.config.flow.num_steps
         dt = -1.0 / steps
         x = noise
