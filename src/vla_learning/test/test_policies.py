@@ -296,3 +296,17 @@ def test_checkpoints_without_instruction_stats_still_load(tiny_data, tmp_path) -
     loaded = load_policy(path)
     x = torch.randn(2, train.features.lang_dim)
     torch.testing.assert_close(loaded.normalizer.normalize_lang(x), x)
+
+
+@pytest.mark.parametrize('policy_type', ['flow', 'act'])
+def test_cached_backbone_features_give_the_same_chunk(policy_type: str, tiny_data) -> None:
+    """Validation reuses the features cached for training instead of re-running the backbone."""
+    train, _ = tiny_data
+    policy = tiny_policy(policy_type, train, freeze=True).eval()
+    b = first_batch(train, 2)
+    noise = policy.sample_noise(2, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        feats = policy.encoder.vision.backbone_features(b.images)
+        direct = policy.predict_chunk(b.images, b.state, b.lang_emb, noise)
+        cached = policy.predict_chunk(b.images * 0, b.state, b.lang_emb, noise, feats)
+    torch.testing.assert_close(cached, direct)

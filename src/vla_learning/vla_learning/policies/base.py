@@ -82,9 +82,11 @@ class Policy(nn.Module, ABC):
         state: torch.Tensor,
         lang_emb: torch.Tensor,
         noise: torch.Tensor | None = None,
+        vision_features: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``images (B, N, 3, H, W)`` in [0, 1], raw ``state (B, S)``, ``lang_emb (B, L)``,
-        ``noise (B, H, A)`` (flow only; ignored otherwise) -> raw targets ``(B, H, A)``."""
+        ``noise (B, H, A)`` (flow only; ignored otherwise), cached backbone ``vision_features``
+        (frozen backbone; then ``images`` is not read) -> raw targets ``(B, H, A)``."""
 
     def forward(
         self,

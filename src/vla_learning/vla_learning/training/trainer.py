@@ -163,7 +163,10 @@ class Trainer:
             batch = self.val_set.batch(index).to(self.device)
             loss, _ = self.policy.compute_loss(batch, g)
             noise = self.policy.sample_noise(len(index), g).to(self.device)
-            pred = self.policy.predict_chunk(batch.images, batch.state, batch.lang_emb, noise)
+            # Cached features, when there are any: the frozen backbone already ran on these.
+            pred = self.policy.predict_chunk(
+                batch.images, batch.state, batch.lang_emb, noise, batch.vision_features
+            )
             norm = self.policy.normalizer.normalize_actions
             error = norm(pred, batch.state) - norm(batch.actions, batch.state)
             mses.append(float((error**2).mean()))

@@ -104,8 +104,10 @@ class ACTPolicy(Policy):
         state: torch.Tensor,
         lang_emb: torch.Tensor,
         noise: torch.Tensor | None = None,
+        vision_features: torch.Tensor | None = None,
     ) -> torch.Tensor:
         del noise  # deterministic at inference: z is the prior mean
         z = torch.zeros(state.shape[0], self.config.act.latent_dim, device=state.device)
-        pred = self._decode(images, self.normalizer.normalize_state(state), lang_emb, z)
+        state_n = self.normalizer.normalize_state(state)
+        pred = self._decode(images, state_n, lang_emb, z, vision_features)
         return self.normalizer.unnormalize_actions(pred, state)

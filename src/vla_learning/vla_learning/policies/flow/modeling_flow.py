@@ -98,11 +98,15 @@ class FlowMatchingPolicy(Policy):
         state: torch.Tensor,
         lang_emb: torch.Tensor,
         noise: torch.Tensor | None = None,
+        vision_features: torch.Tensor | None = None,
     ) -> torch.Tensor:
         if noise is None:
             noise = self.sample_noise(state.shape[0]).to(state.device)
         memory = self.encoder(
-            images, self.normalizer.normalize_state(state), self.normalizer.normalize_lang(lang_emb)
+            images,
+            self.normalizer.normalize_state(state),
+            self.normalizer.normalize_lang(lang_emb),
+            vision_features=vision_features,
         )
         steps = self.config.flow.num_steps
         dt = -1.0 / steps
