@@ -115,12 +115,15 @@ def _grad_report(policy: Policy, batch) -> tuple[list[str], list[str]]:
     return missing, leaked
 
 
-@pytest.mark.parametrize('tokens', ['grid', 'keypoints'])
+@pytest.mark.parametrize('tokens', ['grid', 'keypoints', 'keypoints+film'])
 @pytest.mark.parametrize('policy_type', ['flow', 'act'])
 def test_every_trainable_parameter_gets_gradient(policy_type: str, tokens: str, tiny_data) -> None:
     train, _ = tiny_data
     # Stride 8: a 4x4 map at 32 px, so keypoint attention has cells to choose between.
-    policy = tiny_policy(policy_type, train, tokens=tokens, num_keypoints=3, feature_stride=8)
+    policy = tiny_policy(
+        policy_type, train, tokens=tokens.split('+')[0], num_keypoints=3, feature_stride=8,
+        instruction_film=tokens.endswith('film'),
+    )  # fmt: skip
     assert all(p.requires_grad for p in policy.parameters())
     missing, leaked = _grad_report(policy, first_batch(train))
     assert missing == [] and leaked == []
@@ -192,6 +195,67 @@ def test_spatial_keypoint_finds_the_peak_of_its_attention_map() -> None:
     torch.testing.assert_close(xy[0, 0], torch.tensor([centre(6), centre(2)]), atol=1e-3, rtol=0)
     torch.testing.assert_close(xy[1, 0], torch.tensor([centre(1), centre(5)]), atol=1e-3, rtol=0)
     assert kp(feats).shape == (2, 1, 16)
+
+
+def test_instruction_film_chooses_what_a_keypoint_tracks() -> None:
+    """Two objects in two feature channels; the instruction decides which one the keypoint finds.
+
+    That is the grounding an instruction-blind keypoint cannot do: with both colours in view,
+    'push the red block' and 'push the blue block' must look at different places.
+    """
+    from vla_learning.policies.vision import _SpatialKeypoints
+
+    kp = _SpatialKeypoints(channels=2, grid=8, num_keypoints=1, dim=2, film=True)
+    hidden = kp.attention[0].out_channels
+    with torch.no_grad():  # hidden unit c = feature channel c; logits = 50 * (h0 + h1)
+        first, _, last = kp.attention
+        first.weight.zero_()
+        first.bias.zero_()
+        first.weight[0, 0] = first.weight[1, 1] = 1.0
+        last.weight.zero_()
+        last.bias.zero_()
+        last.weight[0, :2] = 50.0
+        # Instruction one-hot i: gain -1 (silences) the *other* channel.
+        kp.film.weight.zero_()
+        kp.film.weight[0, 1] = kp.film.weight[1, 0] = -1.0
+    assert kp.film.out_features == 2 * hidden
+    feats = torch.zeros(2, 2, 8, 8)
+    feats[:, 0, 2, 6] = 1.0  # object A in channel 0: row 2, column 6
+    feats[:, 1, 5, 1] = 1.0  # object B in channel 1: row 5, column 1
+    instruction = torch.eye(2)  # sample 0 asks for A, sample 1 for B
+    conv_in, gelu, conv_out = kp.attention
+    gain, bias = kp.film(instruction)[..., None, None].chunk(2, dim=1)
+    attn = conv_out(gelu(conv_in(feats) * (1 + gain) + bias)).flatten(2).softmax(-1)
+    xy = attn @ kp.pos_grid
+    centre = lambda i: (i + 0.5) / 8 * 2 - 1  # noqa: E731
+    torch.testing.assert_close(xy[0, 0], torch.tensor([centre(6), centre(2)]), atol=1e-3, rtol=0)
+    torch.testing.assert_close(xy[1, 0], torch.tensor([centre(1), centre(5)]), atol=1e-3, rtol=0)
+    # The module's own forward agrees, and refuses to run without the instruction.
+    tokens = kp(feats, instruction)
+    assert tokens.shape == (2, 1, 2) and not torch.allclose(tokens[0], tokens[1])
+    with pytest.raises(ValueError, match='instruction'):
+        kp(feats)
+
+
+def test_instruction_film_is_identity_at_initialization_and_needs_keypoints(tiny_data) -> None:
+    from vla_core.config import ConfigError
+    from vla_learning.policies.configuration_common import VisionConfig
+
+    train, _ = tiny_data
+    kwargs = dict(tokens='keypoints', num_keypoints=3, feature_stride=8)
+    plain = tiny_policy('flow', train, **kwargs).eval()
+    film = tiny_policy('flow', train, instruction_film=True, **kwargs).eval()
+    missing = film.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert missing and all('.film.' in k for k in missing)  # the FiLM layer keeps its zero init
+    b = first_batch(train, 2)
+    noise = plain.sample_noise(2, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(
+            film.predict_chunk(b.images, b.state, b.lang_emb, noise),
+            plain.predict_chunk(b.images, b.state, b.lang_emb, noise),
+        )
+    with pytest.raises(ConfigError, match='instruction_film'):
+        VisionConfig(tokens='grid', instruction_film=True)
 
 
 def test_normalization_stats_travel_with_the_weights(tiny_data, tmp_path) -> None:

@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-__all__ = ['EpisodeOutcome', 'evaluate', 'main']
+__all__ = ['EpisodeOutcome', 'evaluate', 'main', 'run_episodes']
 
 
 @dataclass(frozen=True)
@@ -31,20 +31,27 @@ class EpisodeOutcome:
     sim_time: float
     chunks: int
     mean_latency_ms: float
+    # Where a failure went wrong: never reached the block, pushed it off line, or moved the others.
+    start_distance_m: float  # named block to target centre, at reset
+    final_distance_m: float  # the same at the end
+    closest_approach_m: float  # tool centre to the named block's centre (xy), over the episode
+    block_travel_m: float  # net xy displacement of the named block
+    others_travel_m: float  # largest net xy displacement of any other block
 
 
-def _episode(sim, backend, task_name: str, seed: int, rate: float, video: Path | None):
+def _episode(sim, backend, task, seed: int, rate: float, video: Path | None) -> EpisodeOutcome:
     import cv2
 
     from vla_core.robot import JointCommand
     from vla_learning.preprocess import resize_square
     from vla_policy.backends.base import Observation
     from vla_sim.expert import chunk_target
-    from vla_sim.tasks import TabletopTask
+    from vla_sim.scene import BLOCK_COLORS
 
     spec = backend.spec
-    task = TabletopTask(sim, task_name)
     task.reset(seed)
+    start = {c: sim.block_pose(c).position[:2].copy() for c in BLOCK_COLORS}
+    closest = np.inf
     cameras = list(sim.camera_names)[: spec.num_cameras]
     every = max(1, round(1.0 / (rate * sim.control_period)))
     writer = None
@@ -72,14 +79,23 @@ def _episode(sim, backend, task_name: str, seed: int, rate: float, video: Path |
             latencies.append(1e3 * (time.perf_counter() - started))
         target = chunk_target(chunk, sim.now())
         result = task.step(JointCommand('position', target, chunk.joint_names, stamp=sim.now()))
+        gap = sim.ee_pose().position[:2] - sim.block_pose(task.block).position[:2]
+        closest = min(closest, float(np.linalg.norm(gap)))
         step += 1
         if result.done:
             break
     if writer is not None:
         writer.release()
+    end = {c: sim.block_pose(c).position[:2] for c in BLOCK_COLORS}
+    travel = {c: float(np.linalg.norm(end[c] - start[c])) for c in BLOCK_COLORS}
     return EpisodeOutcome(
-        task_name, seed, bool(result.success), float(result.time), len(latencies),
+        task.name, seed, bool(result.success), float(result.time), len(latencies),
         float(np.mean(latencies)),
+        start_distance_m=float(np.linalg.norm(start[task.block] - task.target_xy)),
+        final_distance_m=float(np.linalg.norm(end[task.block] - task.target_xy)),
+        closest_approach_m=closest,
+        block_travel_m=travel[task.block],
+        others_travel_m=max(v for c, v in travel.items() if c != task.block),
     )  # fmt: skip
 
 
@@ -91,21 +107,14 @@ def evaluate(
     out: Path,
     *,
     backend_kind: str = 'onnxruntime',
-    rate: float = 10.0,
-    videos: int = 2,
-    control_hz: float = 100.0,
     instruction_encoder: str = 'minilm',
     threads: int = 2,
-    progress: bool = True,
+    **options,
 ) -> list[EpisodeOutcome]:
-    from tqdm import tqdm
-
+    """Load ``artifact`` in a backend and :func:`run_episodes` with it."""
     from vla_learning.language import make_instruction_encoder
     from vla_policy.backends import backend_config, make_backend
-    from vla_sim.config import SimConfig
-    from vla_sim.sim import MujocoSim
 
-    out.mkdir(parents=True, exist_ok=True)
     config = backend_config(backend_kind, num_threads=threads)
     backend = make_backend(
         backend_kind, config=config,
@@ -113,26 +122,80 @@ def evaluate(
     )  # fmt: skip
     backend.load(artifact)
     backend.warm_up()
-    sim = MujocoSim(SimConfig(control_hz=control_hz))
-    sim.connect()
+    return run_episodes(backend, tasks, episodes, seed, out, label=artifact, **options)
+
+
+def run_episodes(
+    backend,
+    tasks: list[str],
+    episodes: int,
+    seed: int,
+    out: Path,
+    *,
+    rate: float = 10.0,
+    videos: int = 2,
+    control_hz: float = 100.0,
+    time_limit_s: float | None = None,
+    progress: bool = True,
+    label: str = '',
+    sim=None,
+) -> list[EpisodeOutcome]:
+    """``episodes`` seeded episodes per task with a loaded backend (anything with ``spec`` and
+    ``infer(Observation) -> ActionChunk``); writes the report to ``out``.
+
+    ``sim``: a connected :class:`~vla_sim.sim.MujocoSim` to run in (else one is made at
+    ``control_hz`` and disconnected at the end).
+    """
+    from tqdm import tqdm
+
+    from vla_sim.config import SimConfig
+    from vla_sim.sim import MujocoSim
+    from vla_sim.tasks import TabletopTask, TaskConfig
+
+    out.mkdir(parents=True, exist_ok=True)
+    task_config = TaskConfig() if time_limit_s is None else TaskConfig(time_limit_s=time_limit_s)
+    own_sim = sim is None
+    if own_sim:
+        sim = MujocoSim(SimConfig(control_hz=control_hz))
+        sim.connect()
     outcomes: list[EpisodeOutcome] = []
     bar = tqdm(total=len(tasks) * episodes, desc='closed-loop episodes', disable=not progress)
     try:
-        for task in tasks:
+        for name in tasks:
+            task = TabletopTask(sim, name, task_config)
             for i in range(episodes):
-                video = out / f'{task}_seed{seed + i}.mp4' if i < videos else None
+                video = out / f'{name}_seed{seed + i}.mp4' if i < videos else None
                 outcomes.append(_episode(sim, backend, task, seed + i, rate, video))
                 bar.update()
-                done = [o for o in outcomes if o.task == task]
-                bar.set_postfix(task=task, success=f'{sum(o.success for o in done)}/{len(done)}')
+                done = [o for o in outcomes if o.task == name]
+                bar.set_postfix(task=name, success=f'{sum(o.success for o in done)}/{len(done)}')
     finally:
         bar.close()
-        sim.disconnect()
-    _report(outcomes, tasks, out, artifact)
+        if own_sim:
+            sim.disconnect()
+    _report(outcomes, tasks, out, label)
     return outcomes
 
 
-def _report(outcomes: list[EpisodeOutcome], tasks: list[str], out: Path, artifact: str) -> None:
+# A tool centre this far from the block centre never touched it (half size 2 cm + finger).
+_NO_CONTACT_M = 0.045
+_DISTURBED_M = 0.02
+
+
+def _failure_modes(failed: list[EpisodeOutcome]) -> dict[str, float | int]:
+    """Counts of the ways episodes failed, and how far the block ended from the target."""
+    return {
+        'never_reached_block': sum(o.closest_approach_m > _NO_CONTACT_M for o in failed),
+        'block_not_moved': sum(o.block_travel_m < _DISTURBED_M for o in failed),
+        'other_block_moved': sum(o.others_travel_m >= _DISTURBED_M for o in failed),
+        'pushed_closer': sum(
+            o.final_distance_m < o.start_distance_m - _DISTURBED_M for o in failed
+        ),
+        'median_final_distance_m': round(float(np.median([o.final_distance_m for o in failed])), 3),
+    }
+
+
+def _report(outcomes: list[EpisodeOutcome], tasks: list[str], out: Path, label: str) -> None:
     import matplotlib
 
     matplotlib.use('Agg')
@@ -147,10 +210,15 @@ def _report(outcomes: list[EpisodeOutcome], tasks: list[str], out: Path, artifac
         summary[task] = {'success': sum(ok), 'episodes': len(ok), 'wilson95': [lo, hi]}
         print(f'{task:<12} {sum(ok):4d}/{len(ok):<4d} = {100 * sum(ok) / len(ok):5.1f} % '
               f'(Wilson 95 % CI {100 * lo:.1f}-{100 * hi:.1f} %)')  # fmt: skip
+        failed = [o for o in outcomes if o.task == task and not o.success]
+        if failed:
+            modes = _failure_modes(failed)
+            summary[task]['failures'] = modes
+            print('    failures: ' + ', '.join(f'{k} {v}' for k, v in modes.items()))
     latency = np.mean([o.mean_latency_ms for o in outcomes])
     print(f'mean inference latency {latency:.1f} ms per chunk')
     (out / 'results.json').write_text(json.dumps({
-        'artifact': artifact, 'summary': summary,
+        'artifact': label, 'summary': summary,
         'episodes': [asdict(o) for o in outcomes],
     }, indent=2))  # fmt: skip
     fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(tasks), 3.5))
@@ -178,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--rate', type=float, default=10.0, help='policy rate [Hz]')
     p.add_argument('--videos', type=int, default=2, help='episodes per task saved as mp4')
     p.add_argument('--control-hz', type=float, default=100.0)
+    p.add_argument('--time-limit', type=float, help='episode time limit [s] (task default)')
     p.add_argument('--instruction-encoder', default='minilm', choices=('minilm', 'hashed'))
     p.add_argument('--threads', type=int, default=2, help='inference CPU threads')
     p.add_argument('--out', type=Path, default=Path('out/eval'))
@@ -186,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     evaluate(
         args.artifact, args.tasks, args.episodes, args.seed, args.out,
         backend_kind=args.backend, rate=args.rate, videos=args.videos,
-        control_hz=args.control_hz, instruction_encoder=args.instruction_encoder,
+        control_hz=args.control_hz, time_limit_s=args.time_limit,
+        instruction_encoder=args.instruction_encoder,
         threads=args.threads, progress=not args.no_progress,
     )  # fmt: skip
     print(f'results: {args.out / "results.json"}, plot: {args.out / "success.png"}')

@@ -65,6 +65,15 @@ class VisionConfig(Config):
     num_keypoints: int = param(
         16, description='keypoint tokens per camera (tokens: keypoints)', range=(1, 256)
     )
+    instruction_film: bool = param(
+        False,
+        description='FiLM the keypoint attention on the instruction (as RT-1 conditions its '
+        'EfficientNet), so the keypoints can look for the named object (tokens: keypoints)',
+    )
+
+    def validate(self) -> None:
+        if self.instruction_film and self.tokens != 'keypoints':
+            raise ConfigError('instruction_film', 'needs tokens: keypoints')
 
 
 @dataclass(frozen=True, kw_only=True)

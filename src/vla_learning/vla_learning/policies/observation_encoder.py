@@ -56,14 +56,14 @@ class ObservationEncoder(nn.Module):
     ) -> torch.Tensor:
         """``images (B, N, 3, H, W)``, ``state (B, S)`` normalized, ``lang_emb (B, L)``,
         ``extra (B, E, D)``, cached ``vision_features (B, N, C, h, w)`` -> memory ``(B, T, D)``."""
-        parts = [self.lang_proj(lang_emb)[:, None], self.state_proj(state)[:, None]]
+        lang = self.lang_proj(lang_emb)
+        parts = [lang[:, None], self.state_proj(state)[:, None]]
         if self.num_extra_tokens:
             if extra is None:
                 raise ValueError(f'expected {self.num_extra_tokens} extra tokens')
             parts.append(extra)
-        tokens = torch.cat(
-            [self.vision(images, vision_features), torch.cat(parts, dim=1) + self.type_embed], 1
-        )
+        vision = self.vision(images, vision_features, lang)
+        tokens = torch.cat([vision, torch.cat(parts, dim=1) + self.type_embed], 1)
         for block in self.blocks:
             tokens = block(tokens)
         return self.norm(tokens)

@@ -125,12 +125,20 @@ class _SpatialKeypoints(nn.Module):
 
     pos_grid: torch.Tensor
 
-    def __init__(self, channels: int, grid: int, num_keypoints: int, dim: int) -> None:
+    def __init__(
+        self, channels: int, grid: int, num_keypoints: int, dim: int, film: bool = False
+    ) -> None:
         super().__init__()
         hidden = max(num_keypoints, 64)
         self.attention = nn.Sequential(
             nn.Conv2d(channels, hidden, 1), nn.GELU(), nn.Conv2d(hidden, num_keypoints, 1)
         )
+        # Instruction -> per-channel (scale, shift) of the attention's hidden layer. Zero init:
+        # training starts from the unconditioned keypoints.
+        self.film = nn.Linear(dim, 2 * hidden) if film else None
+        if self.film is not None:
+            nn.init.zeros_(self.film.weight)
+            nn.init.zeros_(self.film.bias)
         # Cell centres in [-1, 1], (h*w, 2) as (x, y).
         c = (torch.arange(grid, dtype=torch.float32) + 0.5) / grid * 2 - 1
         yy, xx = torch.meshgrid(c, c, indexing='ij')
@@ -140,8 +148,16 @@ class _SpatialKeypoints(nn.Module):
         self.where = nn.Sequential(nn.Linear(4 * self.freqs, dim), nn.GELU(), nn.Linear(dim, dim))
         self.keypoint = nn.Parameter(torch.randn(1, num_keypoints, dim) * 0.02)
 
-    def forward(self, feats: torch.Tensor) -> torch.Tensor:
-        attn = self.attention(feats).flatten(2).softmax(-1)  # (M, K, h*w)
+    def forward(self, feats: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        """``feats (M, C, h, w)``, ``condition (M, D)`` (the instruction token, with ``film``)."""
+        conv_in, gelu, conv_out = self.attention
+        hidden = conv_in(feats)
+        if self.film is not None:
+            if condition is None:
+                raise ValueError('instruction-conditioned keypoints need the instruction token')
+            gain, bias = self.film(condition)[..., None, None].chunk(2, dim=1)
+            hidden = hidden * (1.0 + gain) + bias
+        attn = conv_out(gelu(hidden)).flatten(2).softmax(-1)  # (M, K, h*w)
         xy = attn @ self.pos_grid  # (M, K, 2) expected position
         value = attn @ feats.flatten(2).transpose(1, 2)  # (M, K, C)
         scale = torch.pi * 2.0 ** torch.arange(self.freqs, device=xy.device, dtype=xy.dtype)
@@ -173,7 +189,9 @@ class VisionEncoder(nn.Module):
         self.num_cameras = num_cameras
         channels = self.backbone.out_channels
         if config.tokens == 'keypoints':
-            self.keypoints = _SpatialKeypoints(channels, grid, config.num_keypoints, dim)
+            self.keypoints = _SpatialKeypoints(
+                channels, grid, config.num_keypoints, dim, film=config.instruction_film
+            )
             self.tokens_per_camera = config.num_keypoints
         else:
             self.proj = nn.Linear(channels, dim)
@@ -216,15 +234,23 @@ class VisionEncoder(nn.Module):
             feats = self.backbone(x)
         return feats.reshape(b, n, *feats.shape[1:])
 
-    def forward(self, images: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
-        """``features``: precomputed :meth:`backbone_features` (frozen backbone only)."""
+    def forward(
+        self,
+        images: torch.Tensor,
+        features: torch.Tensor | None = None,
+        instruction: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``features``: precomputed :meth:`backbone_features` (frozen backbone only);
+        ``instruction (B, D)``: the instruction token, used with ``instruction_film``."""
         if features is None:
             features = self.backbone_features(images)
         elif not self._fully_frozen:
             raise ValueError('cached backbone features need a fully frozen backbone')
         b, n = features.shape[:2]
         if self.config.tokens == 'keypoints':
-            tokens = self.keypoints(features.flatten(0, 1))
+            if instruction is not None:
+                instruction = instruction.repeat_interleave(n, dim=0)  # one per camera image
+            tokens = self.keypoints(features.flatten(0, 1), instruction)
             tokens = tokens.reshape(b, n, self.tokens_per_camera, -1)
         else:
             tokens = self.proj(features.flatten(3).transpose(2, 3)) + self.pos  # (B, N, h*w, D)
