@@ -3,25 +3,32 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
+import numpy as np
+import pytest
 import torch
 
+from vla_core.chunk import ActionChunk
+from vla_core.config import ConfigError
 from vla_learning.data.recorded import RecordedConfig, make_recorded_datasets
 from vla_learning.input_ablation import input_ablation
 from vla_learning.policies.configuration_policy import PolicyConfig
 from vla_learning.policies.factory import make_policy
 from vla_learning.training.checkpoint import save_checkpoint
+from vla_policy.dagger_sim import PolicyDriver
 from vla_sim.config import SimConfig
+from vla_sim.scene import ARM_JOINTS
 from vla_teleop.dataset.sim_demos import SimDemoConfig, generate
+
+_CAMS = SimConfig(
+    scene_camera_width=48, scene_camera_height=48, wrist_camera_width=32, wrist_camera_height=32
+)
 
 
 def test_demos_train_a_policy_whose_inputs_can_be_ablated(tmp_path) -> None:
-    cams = SimConfig(
-        scene_camera_width=48, scene_camera_height=48, wrist_camera_width=32,
-        wrist_camera_height=32,
-    )  # fmt: skip
     demos = SimDemoConfig(episodes_per_task=1, rate=10.0, perturb_fraction=0.0)
-    root = generate(tmp_path / 'ds', demos, sim_config=cams, progress=False)
+    root = generate(tmp_path / 'ds', demos, sim_config=_CAMS, progress=False)
     train, val = make_recorded_datasets(
         RecordedConfig(path=str(root), image_size=32, horizon=4, val_episodes=1, language='hashed')
     )
@@ -53,3 +60,43 @@ def test_demos_train_a_policy_whose_inputs_can_be_ablated(tmp_path) -> None:
     # Holding the current joints: the error of the state repeated against the recorded chunks.
     expected = (val.state[::2, None, :] - val.actions[::2]).pow(2).mean().sqrt()
     assert abs(result['hold_still'] - float(expected)) < 1e-5
+
+
+class _Frozen:
+    """A policy that holds the arm still: its DAgger episodes fail, but are labelled."""
+
+    spec = SimpleNamespace(num_cameras=2, image_size=16, joint_names=(*ARM_JOINTS, 'gripper'))
+
+    def infer(self, obs) -> ActionChunk:
+        return ActionChunk(obs.stamp, 0.05, self.spec.joint_names, np.tile(obs.state, (2, 1)))
+
+
+def test_dagger_datasets_join_the_training_split_only(tmp_path) -> None:
+    demos = SimDemoConfig(episodes_per_task=1, rate=10.0, perturb_fraction=0.0)
+    root = generate(tmp_path / 'demos', demos, sim_config=_CAMS, progress=False)
+    relabel = SimDemoConfig(
+        tasks=('push_blue',), episodes_per_task=2, seed=1000, rate=10.0, noise_rad=0.0,
+        perturb_fraction=0.0, time_limit_s=1.0,
+    )  # fmt: skip
+    dagger = generate(
+        tmp_path / 'dagger', relabel, sim_config=_CAMS, progress=False,
+        driver=PolicyDriver(_Frozen(), beta=0.0),
+    )  # fmt: skip
+    cfg = RecordedConfig(
+        path=str(root), image_size=32, horizon=4, val_episodes=1, language='hashed',
+        extra_paths=(str(dagger),),
+    )  # fmt: skip
+    train, val = make_recorded_datasets(cfg)
+    plain, same_val = make_recorded_datasets(cfg.replace(extra_paths=()))
+    # Both failed relabelled episodes (10 frames each at 10 Hz) are added, to training only.
+    assert len(train) == len(plain) + 20 and len(val) == len(same_val)
+    torch.testing.assert_close(val.actions, same_val.actions)
+    blue = train.instructions.index(next(i for i in train.instructions if 'blue' in i))
+    assert int((train.instruction_index == blue).sum()) == 20  # blue's demo is the held-out one
+    # Datasets that do not line up are refused, naming the difference.
+    other = generate(
+        tmp_path / 'other', relabel.replace(rate=20.0, episodes_per_task=1), sim_config=_CAMS,
+        progress=False,
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match='fps'):
+        make_recorded_datasets(cfg.replace(extra_paths=(str(other),)))

@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-__all__ = ['EpisodeOutcome', 'evaluate', 'main', 'run_episodes']
+__all__ = ['EpisodeOutcome', 'evaluate', 'load_backend', 'main', 'run_episodes', 'sim_observation']
 
 
 @dataclass(frozen=True)
@@ -39,43 +39,47 @@ class EpisodeOutcome:
     others_travel_m: float  # largest net xy displacement of any other block
 
 
+def sim_observation(sim, spec, instruction: str):
+    """What the policy sees now in ``sim``: ``(Observation, full-size camera frames)``."""
+    from vla_learning.preprocess import resize_square
+    from vla_policy.backends.base import Observation
+
+    frames = [sim.render(c) for c in list(sim.camera_names)[: spec.num_cameras]]
+    state = sim.read_state()
+    index = [state.joint_names.index(n) for n in spec.joint_names]
+    observation = Observation(
+        stamp=state.stamp,
+        images=np.stack([resize_square(f, spec.image_size) for f in frames]),
+        state=state.position[index].astype(np.float32),
+        instruction=instruction,
+    )
+    return observation, frames
+
+
 def _episode(sim, backend, task, seed: int, rate: float, video: Path | None) -> EpisodeOutcome:
     import cv2
 
     from vla_core.robot import JointCommand
-    from vla_learning.preprocess import resize_square
-    from vla_policy.backends.base import Observation
     from vla_sim.expert import chunk_target
     from vla_sim.scene import BLOCK_COLORS
 
-    spec = backend.spec
     task.reset(seed)
     start = {c: sim.block_pose(c).position[:2].copy() for c in BLOCK_COLORS}
     closest = np.inf
-    cameras = list(sim.camera_names)[: spec.num_cameras]
     every = max(1, round(1.0 / (rate * sim.control_period)))
     writer = None
     chunk, step, latencies = None, 0, []
     while True:
         if chunk is None or step % every == 0:
-            frames = [sim.render(c) for c in cameras]
+            observation, frames = sim_observation(sim, backend.spec, task.instruction)
             if video is not None:
                 if writer is None:
                     h, w = frames[0].shape[:2]
                     fourcc = cv2.VideoWriter_fourcc(*'mp4v')
                     writer = cv2.VideoWriter(str(video), fourcc, rate, (w, h))
                 writer.write(cv2.cvtColor(frames[0], cv2.COLOR_RGB2BGR))
-            state = sim.read_state()
-            index = [state.joint_names.index(n) for n in spec.joint_names]
             started = time.perf_counter()
-            chunk = backend.infer(
-                Observation(
-                    stamp=state.stamp,
-                    images=np.stack([resize_square(f, spec.image_size) for f in frames]),
-                    state=state.position[index].astype(np.float32),
-                    instruction=task.instruction,
-                )
-            )
+            chunk = backend.infer(observation)
             latencies.append(1e3 * (time.perf_counter() - started))
         target = chunk_target(chunk, sim.now())
         result = task.step(JointCommand('position', target, chunk.joint_names, stamp=sim.now()))
@@ -99,6 +103,20 @@ def _episode(sim, backend, task, seed: int, rate: float, video: Path | None) -> 
     )  # fmt: skip
 
 
+def load_backend(artifact: str, kind: str, threads: int, instruction_encoder: str):
+    """A loaded, warmed-up backend of ``kind`` running ``artifact``."""
+    from vla_learning.language import make_instruction_encoder
+    from vla_policy.backends import backend_config, make_backend
+
+    backend = make_backend(
+        kind, config=backend_config(kind, num_threads=threads),
+        instruction_encoder=make_instruction_encoder(instruction_encoder),
+    )  # fmt: skip
+    backend.load(artifact)
+    backend.warm_up()
+    return backend
+
+
 def evaluate(
     artifact: str,
     tasks: list[str],
@@ -112,16 +130,7 @@ def evaluate(
     **options,
 ) -> list[EpisodeOutcome]:
     """Load ``artifact`` in a backend and :func:`run_episodes` with it."""
-    from vla_learning.language import make_instruction_encoder
-    from vla_policy.backends import backend_config, make_backend
-
-    config = backend_config(backend_kind, num_threads=threads)
-    backend = make_backend(
-        backend_kind, config=config,
-        instruction_encoder=make_instruction_encoder(instruction_encoder),
-    )  # fmt: skip
-    backend.load(artifact)
-    backend.warm_up()
+    backend = load_backend(artifact, backend_kind, threads, instruction_encoder)
     return run_episodes(backend, tasks, episodes, seed, out, label=artifact, **options)
 
 

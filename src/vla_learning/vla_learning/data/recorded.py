@@ -26,6 +26,10 @@ __all__ = ['RecordedConfig', 'make_recorded_datasets']
 @dataclass(frozen=True, kw_only=True)
 class RecordedConfig(Config):
     path: str = param('out/dataset', description='dataset directory (vla_teleop build_dataset)')
+    extra_paths: tuple[str, ...] = param(
+        (), description='more datasets for the training split only (DAgger rounds); validation '
+        'stays on the last episodes of path',
+    )  # fmt: skip
     cameras: tuple[str, ...] = param((), description='cameras in model order; empty: all')
     image_size: int = param(96, description='square model input [px]', range=(16, 512))
     horizon: int = param(16, description='chunk length in dataset ticks', range=(1, 256))
@@ -39,7 +43,7 @@ class RecordedConfig(Config):
 def make_recorded_datasets(
     cfg: RecordedConfig, progress: bool = False
 ) -> tuple[ChunkDataset, ChunkDataset]:
-    """``(train, val)`` from the dataset at ``cfg.path``."""
+    """``(train, val)`` from the dataset at ``cfg.path`` (and ``cfg.extra_paths``, train only)."""
     from vla_teleop.dataset import EpisodeDataset  # the on-disk format's own loader
 
     cameras = list(cfg.cameras) or None
@@ -53,7 +57,17 @@ def make_recorded_datasets(
             f'{cfg.path} has {len(episodes)} usable episodes; need more than {cfg.val_episodes}',
         )
     cams = list(data.camera_names)
-    instructions = sorted({e.instruction for e in data.episodes})
+    extras = [
+        EpisodeDataset(path, horizon=cfg.horizon, cameras=cams, success_only=False)
+        for path in cfg.extra_paths
+    ]  # Their labels are the expert's on every state, whether or not the episode succeeded.
+    for extra in extras:
+        for what in ('state_names', 'action_names', 'fps'):
+            if getattr(extra, what) != getattr(data, what):
+                raise ConfigError(
+                    'data.recorded.extra_paths', f'{extra.root}: {what} differ from {cfg.path}'
+                )
+    instructions = sorted({e.instruction for d in (data, *extras) for e in d.episodes})
     encoder = make_instruction_encoder(cfg.language)
     lang_table = torch.from_numpy(encoder.encode_many(instructions)).float()
     features = FeaturesConfig(
@@ -66,15 +80,17 @@ def make_recorded_datasets(
         lang_dim=int(lang_table.shape[1]),
         joint_names=tuple(data.action_names),
     )
-    split = {'train': episodes[: -cfg.val_episodes], 'val': episodes[-cfg.val_episodes :]}
+    train = [(data, e) for e in episodes[: -cfg.val_episodes]]
+    train += [(extra, e.episode_index) for extra in extras for e in extra.episodes]
+    split = {'train': train, 'val': [(data, e) for e in episodes[-cfg.val_episodes :]]}
     parts = []
     for name in ('train', 'val'):
         images, state, actions, instruction_index = [], [], [], []
         bar = tqdm(split[name], desc=f'loading {name} episodes', unit='ep', disable=not progress)
-        for ep in bar:
-            info = next(e for e in data.episodes if e.episode_index == ep)
+        for source, ep in bar:
+            info = next(e for e in source.episodes if e.episode_index == ep)
             for k in range(info.length):
-                sample = data.frame(ep, k)
+                sample = source.frame(ep, k)
                 frames = [
                     resize_square(sample['images'][c], cfg.image_size).transpose(2, 0, 1)
                     for c in cams

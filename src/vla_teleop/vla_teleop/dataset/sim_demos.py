@@ -13,6 +13,11 @@ command is the expert's target plus smooth joint noise (an Ornstein-Uhlenbeck pr
 *recorded* action stays the expert's clean target. The demonstrations then visit the small
 deviations a policy makes and show how the expert corrects them. ``perturb_fraction`` of the
 episodes also teleport the arm once mid-episode (``TabletopTask.perturb``), for larger recoveries.
+
+DAgger (Ross et al. 2011): with a :class:`Driver` (``vla_policy.dagger_sim`` wraps a trained
+policy in one), the driver's targets are executed instead of the expert's wherever it returns one,
+and the expert still labels every frame: the dataset then holds the expert's answer on the states
+the policy visits.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import itertools
 import math
 from pathlib import Path
 import sys
+from typing import Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -34,10 +40,10 @@ from vla_sim.config import SimConfig
 from vla_sim.rollout import run_episode
 from vla_sim.scene import ARM_JOINTS
 from vla_sim.sim import MujocoSim
-from vla_sim.tasks import TASKS
+from vla_sim.tasks import TASKS, TaskConfig
 from vla_teleop.dataset.format import DatasetWriter, encode_png, frame_columns
 
-__all__ = ['SimDemoConfig', 'generate', 'main']
+__all__ = ['Driver', 'SimDemoConfig', 'generate', 'main']
 
 NS = 1_000_000_000
 
@@ -60,6 +66,7 @@ class SimDemoConfig(Config):
         range=(0.0, 1.0),
     )  # fmt: skip
     perturb_magnitude: float = param(0.3, description='perturbation size [rad]', range=(0.0, 1.0))
+    time_limit_s: float = param(20.0, description='episode time limit [s]', range=(1.0, 600.0))
 
     def validate(self) -> None:
         unknown = [t for t in self.tasks if t not in TASKS]
@@ -70,6 +77,19 @@ class SimDemoConfig(Config):
             raise ConfigError('rate', f'control_hz/rate must be an integer, got {ratio:.3f}')
 
 
+class Driver(Protocol):
+    """Who executes, when not the expert: a policy acting in the sim (DAgger)."""
+
+    name: str  # recorded as the episode's operator
+
+    def begin(self, task_name: str, seed: int) -> None:
+        """A new episode starts (the sim is reset)."""
+
+    def act(self, sim: MujocoSim, instruction: str) -> np.ndarray | None:
+        """Called every control period: the joint target to execute (``sim.joint_names``
+        order), or None to let the expert's (noisy) target through."""
+
+
 @dataclass(frozen=True)
 class _Episode:
     task: str
@@ -78,7 +98,9 @@ class _Episode:
     columns: dict[str, pa.Array]
 
 
-def _run_episode(sim: MujocoSim, cfg: SimDemoConfig, task_name: str, seed: int) -> _Episode:
+def _run_episode(
+    sim: MujocoSim, cfg: SimDemoConfig, task_name: str, seed: int, driver: Driver | None = None
+) -> _Episode:
     rng = np.random.default_rng([seed, list(TASKS).index(task_name), 4243])
     # Within the push of a typical 3-4 s episode.
     perturb_at = rng.uniform(0.5, 2.0) if rng.uniform() < cfg.perturb_fraction else None
@@ -101,11 +123,16 @@ def _run_episode(sim: MujocoSim, cfg: SimDemoConfig, task_name: str, seed: int) 
         noise[:n_arm] = decay * noise[:n_arm] + math.sqrt(1 - decay**2) * rng.normal(
             0.0, cfg.noise_rad, n_arm
         )
-        return target + noise
+        executed = None if driver is None else driver.act(sim, instruction)
+        return target + noise if executed is None else executed
 
+    instruction = TASKS[task_name].instruction
+    if driver is not None:
+        driver.begin(task_name, seed)
     result = run_episode(
         sim, task_name, seed, replan_period=cfg.replan_period, perturb_at=perturb_at,
         perturb_magnitude=cfg.perturb_magnitude, on_step=record_and_perturb,
+        task_config=TaskConfig(time_limit_s=cfg.time_limit_s),
     )  # fmt: skip
     grid = np.array(stamps, dtype=np.int64)
     columns = frame_columns(
@@ -121,10 +148,12 @@ def generate(
     *,
     sim_config: SimConfig | None = None,
     progress: bool = True,
+    driver: Driver | None = None,
 ) -> Path:
     """Run ``episodes_per_task`` expert episodes per task and write them to ``out_dir``.
 
-    Failed episodes are kept, marked ``success: false`` (training selects successes).
+    Failed episodes are kept, marked ``success: false`` (training selects successes). With a
+    ``driver``, it acts and the expert only labels (see the module notes).
     """
     cfg = cfg or SimDemoConfig()
     sim_config = (sim_config or SimConfig()).replace(control_hz=cfg.control_hz)
@@ -132,11 +161,12 @@ def generate(
     sim.connect()
     writer = DatasetWriter(out_dir)
     jobs = [(t, cfg.seed + i) for i in range(cfg.episodes_per_task) for t in cfg.tasks]
-    bar = tqdm(jobs, desc='expert demos', unit='ep', disable=not progress, file=sys.stderr)
+    desc = 'expert demos' if driver is None else f'{driver.name} episodes'
+    bar = tqdm(jobs, desc=desc, unit='ep', disable=not progress, file=sys.stderr)
     successes = 0
     try:
         for task_name, seed in bar:
-            ep = _run_episode(sim, cfg, task_name, seed)
+            ep = _run_episode(sim, cfg, task_name, seed, driver)
             successes += ep.success
             writer.add_episode(
                 pa.table(ep.columns),
@@ -144,7 +174,8 @@ def generate(
                     'source_index': seed, 'bag': '', 'instruction': TASKS[task_name].instruction,
                     'task': task_name, 'success': ep.success, 'status': 'saved',
                     'start_ns': int(ep.columns['stamp_ns'][0].as_py()), 'robot': 'vla_sim',
-                    'operator': 'scripted_expert', 'seed': seed, 'max_cross_skew_s': 0.0,
+                    'operator': driver.name if driver else 'scripted_expert', 'seed': seed,
+                    'max_cross_skew_s': 0.0,
                 },
             )  # fmt: skip
             bar.set_postfix(success=f'{successes}/{len(writer.episodes)}')
@@ -155,7 +186,7 @@ def generate(
             'cameras': {c: {'topic': f'sim:{c}', 'shape': s} for c, s in shapes.items()},
             'state': {'topic': 'sim:joint_state', 'field': 'position', 'names': names},
             'action': {'topic': 'sim:expert', 'type': 'expert target', 'field': 'targets',
-                       'names': names},
+                       'names': names, 'executed_by': driver.name if driver else 'expert'},
             'alignment': 'generated on the grid (no skew)',
             'build_config': {f'sim_demos.{k}': v for k, v in config_to_flat(cfg).items()},
             'sources': [],

@@ -1,0 +1,69 @@
+"""DAgger collection: the policy's targets are executed, the expert's are recorded."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from vla_core.chunk import ActionChunk
+from vla_policy.dagger_sim import PolicyDriver
+from vla_sim.config import SimConfig
+from vla_teleop.dataset import EpisodeDataset
+from vla_teleop.dataset.sim_demos import SimDemoConfig, generate
+
+_CAMS = SimConfig(
+    scene_camera_width=32, scene_camera_height=32, wrist_camera_width=32, wrist_camera_height=32
+)
+
+
+class _HoldStill:
+    """A 'policy' that keeps the arm where it is; counts its calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.spec = None
+
+    def infer(self, obs) -> ActionChunk:
+        self.calls += 1
+        return ActionChunk(obs.stamp, 0.05, self.spec.joint_names, np.tile(obs.state, (4, 1)))
+
+
+def _collect(tmp_path, beta: float):
+    from vla_sim.scene import ARM_JOINTS
+
+    backend = _HoldStill()
+    names = (*ARM_JOINTS, 'gripper')
+    backend.spec = SimpleNamespace(num_cameras=2, image_size=16, joint_names=names)
+    cfg = SimDemoConfig(
+        tasks=('push_red',), episodes_per_task=1, seed=1000, rate=10.0, noise_rad=0.0,
+        perturb_fraction=0.0, time_limit_s=1.5,
+    )  # fmt: skip
+    root = generate(
+        tmp_path / f'beta{beta}', cfg, sim_config=_CAMS, progress=False,
+        driver=PolicyDriver(backend, rate=10.0, beta=beta, seed=0),
+    )  # fmt: skip
+    data = EpisodeDataset(root)
+    return backend, data, data.episode_arrays(data.episodes[0].episode_index)
+
+
+def test_policy_acts_and_the_expert_labels(tmp_path) -> None:
+    backend, data, ep = _collect(tmp_path, beta=0.0)
+    assert data.episodes[0].success is False  # holding still pushes nothing
+    assert backend.calls == 15  # 1.5 s at 10 Hz
+    # Executed: the arm stays put. Recorded: where the expert wanted it to go.
+    assert np.ptp(ep['state'], axis=0).max() < 0.01
+    assert np.abs(ep['action'][-1] - ep['state'][-1]).max() > 0.05
+    assert data.info['action']['executed_by'] == data.episodes[0].operator == PolicyDriver.name
+
+
+def test_beta_one_hands_every_period_to_the_expert(tmp_path) -> None:
+    backend, _, ep = _collect(tmp_path, beta=1.0)
+    assert backend.calls == 0
+    assert np.ptp(ep['state'], axis=0).max() > 0.05  # the expert moved the arm
+
+
+def test_beta_is_validated() -> None:
+    with pytest.raises(ValueError, match='beta'):
+        PolicyDriver(None, beta=1.5)

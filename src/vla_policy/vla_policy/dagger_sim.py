@@ -1,0 +1,105 @@
+"""DAgger data in the sim: the trained policy drives, the scripted expert labels every frame.
+
+    python -m vla_policy.dagger_sim --artifact out/exports/sim_flow --out out/dataset_dagger1 \\
+        --episodes-per-task 30 --seed 1000
+
+Behaviour cloning only sees the expert's own states; a policy's small errors take it to states
+no demonstration covers, and the errors compound (Ross et al. 2011). Here the policy's chunks are
+executed (re-planned at ``--rate`` Hz, as in evaluation), except in a random ``--beta`` fraction
+of re-plan periods, where the expert's target goes through; every frame records the expert's
+target for that state. Train on the demonstrations plus these datasets
+(``data.recorded.extra_paths``), then repeat with the new policy.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+import sys
+
+import numpy as np
+
+from vla_core.config import ConfigError
+from vla_policy.evaluate import load_backend, sim_observation
+from vla_sim.expert import chunk_target
+from vla_sim.tasks import TASKS
+from vla_teleop.dataset.sim_demos import SimDemoConfig, generate
+
+__all__ = ['PolicyDriver', 'main']
+
+
+class PolicyDriver:
+    """A loaded backend as a :class:`vla_teleop.dataset.sim_demos.Driver`."""
+
+    name = 'policy (expert labels)'
+
+    def __init__(self, backend, rate: float = 10.0, beta: float = 0.0, seed: int = 0) -> None:
+        if not 0.0 <= beta <= 1.0:
+            raise ValueError(f'beta must be in [0, 1], got {beta}')
+        self.backend = backend
+        self.period = 1.0 / rate
+        self.beta = beta
+        self._seed = seed
+        self._rng = np.random.default_rng(seed)
+        self._chunk = None
+        self._next = 0.0
+        self._expert_turn = False
+
+    def begin(self, task_name: str, seed: int) -> None:
+        self._rng = np.random.default_rng([seed, list(TASKS).index(task_name), self._seed])
+        self._chunk, self._next = None, -np.inf
+
+    def act(self, sim, instruction: str) -> np.ndarray | None:
+        now = sim.now()
+        if now >= self._next - 1e-9:
+            self._next = now + self.period
+            self._expert_turn = self._rng.uniform() < self.beta
+            if not self._expert_turn:
+                observation, _ = sim_observation(sim, self.backend.spec, instruction)
+                self._chunk = self.backend.infer(observation)
+        if self._expert_turn or self._chunk is None:
+            return None
+        target = chunk_target(self._chunk, now)
+        order = [self._chunk.joint_names.index(n) for n in sim.joint_names]
+        return target[order]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog='dagger_sim', description=__doc__.split('\n')[0])
+    p.add_argument('--artifact', required=True, help='exported policy directory')
+    p.add_argument('--backend', default='onnxruntime', choices=('onnxruntime', 'torch', 'tensorrt'))
+    p.add_argument('--out', type=Path, required=True, help='dataset directory to write')
+    p.add_argument('--tasks', nargs='+', default=list(TASKS))
+    p.add_argument('--episodes-per-task', type=int, default=30)
+    p.add_argument('--seed', type=int, default=1000, help='first layout seed (off the demos)')
+    p.add_argument('--beta', type=float, default=0.3, help='share of periods the expert executes')
+    p.add_argument('--rate', type=float, default=10.0, help='policy re-plan rate [Hz]')
+    p.add_argument('--time-limit', type=float, default=10.0, help='episode time limit [s]')
+    p.add_argument('--threads', type=int, default=1, help='inference CPU threads')
+    p.add_argument('--instruction-encoder', default='minilm', choices=('minilm', 'hashed'))
+    p.add_argument('--overwrite', action='store_true')
+    p.add_argument('--no-progress', action='store_true')
+    args = p.parse_args(argv)
+    if args.out.exists() and any(args.out.iterdir()) and not args.overwrite:
+        print(f'{args.out} exists and is not empty (use --overwrite)', file=sys.stderr)
+        return 2
+    try:
+        cfg = SimDemoConfig(
+            tasks=tuple(args.tasks), episodes_per_task=args.episodes_per_task, seed=args.seed,
+            noise_rad=0.0, perturb_fraction=0.0, time_limit_s=args.time_limit,
+        )  # fmt: skip
+        if not 0.0 <= args.beta <= 1.0:
+            raise ValueError(f'--beta must be in [0, 1], got {args.beta}')
+    except (ConfigError, ValueError) as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 2
+    backend = load_backend(args.artifact, args.backend, args.threads, args.instruction_encoder)
+    driver = PolicyDriver(backend, args.rate, args.beta, args.seed)
+    out = generate(args.out, cfg, progress=not args.no_progress, driver=driver)
+    print(f'dataset: {out}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
