@@ -2,6 +2,7 @@
 #   make demo   the suite's graph in simulation (Ctrl-C to stop, or DURATION=seconds)
 #   make test   lint + every package's tests (colcon test) + cross-package tests
 #   make policy demonstrations -> train -> export -> closed-loop evaluation (POLICY=flow|act)
+#   make dagger one DAgger round on that policy: rollouts labelled by the expert -> retrain -> ...
 # Both set up the workspace first (tools/vla_setup.py: idempotent, ~1 s when nothing changed).
 
 SHELL := /bin/bash
@@ -13,8 +14,10 @@ PYTEST_ARGS ?=
 POLICY ?= flow
 DEMOS ?= 100
 EPISODES ?= 200
+ROUND ?= 1
+DAGGER_EPISODES ?= 30
 
-.PHONY: setup demo policy test lint unit-test system-test bench clean
+.PHONY: setup demo policy dagger test lint unit-test system-test bench clean
 
 setup:
 	@$(PYTHON) tools/vla_setup.py
@@ -28,6 +31,26 @@ policy: setup
 	@$(IN_ENV) python -m vla_teleop.dataset.sim_demos --out out/dataset_sim \
 		--episodes-per-task $(DEMOS) --overwrite && \
 	python -m vla_learning.train --config src/vla_learning/config/sim_$(POLICY).yaml && \
+	python -m vla_learning.export --checkpoint out/runs/sim_$(POLICY)/last.pt \
+		--output out/exports/sim_$(POLICY) && \
+	python -m vla_policy.evaluate --artifact out/exports/sim_$(POLICY) --episodes $(EPISODES) \
+		--out out/eval/sim_$(POLICY)
+
+# DAgger round ROUND on the current export of POLICY: DAGGER_EPISODES policy rollouts per task
+# (half with the expert taking 30 % of the re-plan periods, half the policy alone), every frame
+# labelled by the expert; then retrain on the demonstrations plus every round so far, export and
+# evaluate again. Run `make policy` first; repeat with ROUND=2, 3, ...
+dagger: setup
+	@$(IN_ENV) half=$$(( $(DAGGER_EPISODES) / 2 )); seed=$$(( 1000 * $(ROUND) )); \
+	python -m vla_policy.dagger_sim --artifact out/exports/sim_$(POLICY) --beta 0.3 \
+		--out out/dagger/sim_$(POLICY)_r$(ROUND)a --episodes-per-task $$half --seed $$seed \
+		--overwrite && \
+	python -m vla_policy.dagger_sim --artifact out/exports/sim_$(POLICY) --beta 0 \
+		--out out/dagger/sim_$(POLICY)_r$(ROUND)b --episodes-per-task $$half \
+		--seed $$(( seed + half )) --overwrite && \
+	rounds=$$(ls -d out/dagger/sim_$(POLICY)_r* | paste -sd, -) && \
+	python -m vla_learning.train --config src/vla_learning/config/sim_$(POLICY).yaml \
+		--set "data.recorded.extra_paths=[$$rounds]" && \
 	python -m vla_learning.export --checkpoint out/runs/sim_$(POLICY)/last.pt \
 		--output out/exports/sim_$(POLICY) && \
 	python -m vla_policy.evaluate --artifact out/exports/sim_$(POLICY) --episodes $(EPISODES) \

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from pathlib import Path
 import sys
 
 import numpy as np
@@ -24,7 +23,12 @@ from vla_core.config import ConfigError
 from vla_policy.evaluate import load_backend, sim_observation
 from vla_sim.expert import chunk_target
 from vla_sim.tasks import TASKS
-from vla_teleop.dataset.sim_demos import SimDemoConfig, generate
+from vla_teleop.dataset.sim_demos import (
+    SimDemoConfig,
+    add_dataset_arguments,
+    generate,
+    output_is_free,
+)
 
 __all__ = ['PolicyDriver', 'main']
 
@@ -69,20 +73,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog='dagger_sim', description=__doc__.split('\n')[0])
     p.add_argument('--artifact', required=True, help='exported policy directory')
     p.add_argument('--backend', default='onnxruntime', choices=('onnxruntime', 'torch', 'tensorrt'))
-    p.add_argument('--out', type=Path, required=True, help='dataset directory to write')
-    p.add_argument('--tasks', nargs='+', default=list(TASKS))
-    p.add_argument('--episodes-per-task', type=int, default=30)
-    p.add_argument('--seed', type=int, default=1000, help='first layout seed (off the demos)')
+    add_dataset_arguments(p, episodes=30, seed=1000)  # seeds off the demonstrations' 0..99
     p.add_argument('--beta', type=float, default=0.3, help='share of periods the expert executes')
     p.add_argument('--rate', type=float, default=10.0, help='policy re-plan rate [Hz]')
     p.add_argument('--time-limit', type=float, default=10.0, help='episode time limit [s]')
     p.add_argument('--threads', type=int, default=1, help='inference CPU threads')
     p.add_argument('--instruction-encoder', default='minilm', choices=('minilm', 'hashed'))
-    p.add_argument('--overwrite', action='store_true')
-    p.add_argument('--no-progress', action='store_true')
     args = p.parse_args(argv)
-    if args.out.exists() and any(args.out.iterdir()) and not args.overwrite:
-        print(f'{args.out} exists and is not empty (use --overwrite)', file=sys.stderr)
+    if not output_is_free(args.out, args.overwrite):
         return 2
     try:
         cfg = SimDemoConfig(

@@ -6,7 +6,10 @@ For every task, N seeded episodes (seeds disjoint from training's when ``--seed`
 policy sees the rendered cameras and joint state at ``--rate`` Hz, its chunk is executed by time
 (target i at stamp + i*dt, interpolated), exactly as the controller would. Prints success per task
 with a Wilson 95 % interval, writes ``results.json``, a summary plot and the first ``--videos``
-episodes of each task as mp4 (scene camera).
+episodes of each task as mp4 (scene camera). Each episode also records how it went (closest
+approach of the tool to the named block, how far that block and the others moved, final distance
+to the target), and failures are counted by kind: never reached the block, moved another block,
+pushed it closer but not in.
 """
 
 from __future__ import annotations

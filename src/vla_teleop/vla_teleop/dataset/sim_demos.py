@@ -43,7 +43,7 @@ from vla_sim.sim import MujocoSim
 from vla_sim.tasks import TASKS, TaskConfig
 from vla_teleop.dataset.format import DatasetWriter, encode_png, frame_columns
 
-__all__ = ['Driver', 'SimDemoConfig', 'generate', 'main']
+__all__ = ['Driver', 'SimDemoConfig', 'add_dataset_arguments', 'generate', 'main', 'output_is_free']
 
 NS = 1_000_000_000
 
@@ -201,20 +201,32 @@ def generate(
     return Path(out_dir)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog='sim_demos', description=__doc__.split('\n')[0])
+def add_dataset_arguments(p: argparse.ArgumentParser, *, episodes: int, seed: int) -> None:
+    """The options every generated dataset has: where, which tasks, how many, from which seed."""
     p.add_argument('--out', type=Path, required=True, help='dataset directory to write')
     p.add_argument('--tasks', nargs='+', default=list(TASKS))
-    p.add_argument('--episodes-per-task', type=int, default=100)
-    p.add_argument('--seed', type=int, default=0, help='first layout seed')
+    p.add_argument('--episodes-per-task', type=int, default=episodes)
+    p.add_argument('--seed', type=int, default=seed, help='first layout seed')
+    p.add_argument('--overwrite', action='store_true')
+    p.add_argument('--no-progress', action='store_true')
+
+
+def output_is_free(out: Path, overwrite: bool) -> bool:
+    """False (and says why) when ``out`` holds something and ``overwrite`` was not asked for."""
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        print(f'{out} exists and is not empty (use --overwrite)', file=sys.stderr)
+        return False
+    return True
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog='sim_demos', description=__doc__.split('\n')[0])
+    add_dataset_arguments(p, episodes=100, seed=0)
     p.add_argument('--rate', type=float, default=20.0, help='dataset frames per second')
     p.add_argument('--noise', type=float, default=0.01, help='DART joint noise std [rad]')
     p.add_argument('--perturb-fraction', type=float, default=0.2)
-    p.add_argument('--overwrite', action='store_true')
-    p.add_argument('--no-progress', action='store_true')
     args = p.parse_args(argv)
-    if args.out.exists() and any(args.out.iterdir()) and not args.overwrite:
-        print(f'{args.out} exists and is not empty (use --overwrite)', file=sys.stderr)
+    if not output_is_free(args.out, args.overwrite):
         return 2
     try:
         cfg = SimDemoConfig(
