@@ -76,7 +76,7 @@ def test_dagger_datasets_join_the_training_split_only(tmp_path) -> None:
     root = generate(tmp_path / 'demos', demos, sim_config=_CAMS, progress=False)
     relabel = SimDemoConfig(
         tasks=('push_blue',), episodes_per_task=2, seed=1000, rate=10.0, noise_rad=0.0,
-        perturb_fraction=0.0, time_limit_s=1.0,
+        perturb_fraction=0.0, time_limit_s=1.0, plan_ticks=4,
     )  # fmt: skip
     dagger = generate(
         tmp_path / 'dagger', relabel, sim_config=_CAMS, progress=False,

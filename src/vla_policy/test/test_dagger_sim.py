@@ -11,6 +11,7 @@ from vla_core.chunk import ActionChunk
 from vla_policy.dagger_sim import PolicyDriver
 from vla_sim.config import SimConfig
 from vla_teleop.dataset import EpisodeDataset
+from vla_teleop.dataset.format import DatasetFormatError
 from vla_teleop.dataset.sim_demos import SimDemoConfig, generate
 
 _CAMS = SimConfig(
@@ -38,13 +39,13 @@ def _collect(tmp_path, beta: float):
     backend.spec = SimpleNamespace(num_cameras=2, image_size=16, joint_names=names)
     cfg = SimDemoConfig(
         tasks=('push_red',), episodes_per_task=1, seed=1000, rate=10.0, noise_rad=0.0,
-        perturb_fraction=0.0, time_limit_s=1.5,
+        perturb_fraction=0.0, time_limit_s=1.5, plan_ticks=5,
     )  # fmt: skip
     root = generate(
         tmp_path / f'beta{beta}', cfg, sim_config=_CAMS, progress=False,
         driver=PolicyDriver(backend, rate=10.0, beta=beta, seed=0),
     )  # fmt: skip
-    data = EpisodeDataset(root)
+    data = EpisodeDataset(root, horizon=5)
     return backend, data, data.episode_arrays(data.episodes[0].episode_index)
 
 
@@ -56,11 +57,23 @@ def test_policy_acts_and_the_expert_labels(tmp_path) -> None:
     assert np.ptp(ep['state'], axis=0).max() < 0.01
     assert np.abs(ep['action'][-1] - ep['state'][-1]).max() > 0.05
     assert data.info['action']['executed_by'] == data.episodes[0].operator == PolicyDriver.name
+    # Chunk labels are the expert's plan from each state, not the next frames' targets: those
+    # are first steps of plans the arm never followed, and stay put like the arm does.
+    index = data.episodes[0].episode_index
+    frame = data.frame(index, 5)
+    np.testing.assert_array_equal(frame['action'], ep['plan'][5])
+    assert not frame['action_is_pad'].any()
+    plan_travel = np.abs(frame['action'][-1] - frame['action'][0]).max()
+    next_targets_travel = np.abs(ep['action'][9] - ep['action'][5]).max()
+    assert plan_travel > 0.02 and plan_travel > 3 * next_targets_travel
+    np.testing.assert_allclose(ep['plan'][:, 0], ep['action'], atol=0.05)  # same expert, now
+    with pytest.raises(DatasetFormatError, match='plans of 5 ticks'):
+        EpisodeDataset(data.root, horizon=6).frame(index, 0)
 
 
 def test_beta_one_hands_every_period_to_the_expert(tmp_path) -> None:
     backend, _, ep = _collect(tmp_path, beta=1.0)
-    assert backend.calls == 0
+    assert backend.calls == 0 and ep['plan'].shape[1:] == (5, 7)
     assert np.ptp(ep['state'], axis=0).max() > 0.05  # the expert moved the arm
 
 

@@ -7,8 +7,9 @@ Behaviour cloning only sees the expert's own states; a policy's small errors tak
 no demonstration covers, and the errors compound (Ross et al. 2011). Here the policy's chunks are
 executed (re-planned at ``--rate`` Hz, as in evaluation), except in a random ``--beta`` fraction
 of re-plan periods, where the expert's target goes through; every frame records the expert's
-target for that state. Train on the demonstrations plus these datasets
-(``data.recorded.extra_paths``), then repeat with the new policy.
+target for that state and the expert's whole plan from it (``action.plan``, one policy chunk
+long), which is what the chunk labels are taken from. Train on the demonstrations plus these
+datasets (``data.recorded.extra_paths``), then repeat with the new policy.
 """
 
 from __future__ import annotations
@@ -82,17 +83,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not output_is_free(args.out, args.overwrite):
         return 2
-    try:
-        cfg = SimDemoConfig(
-            tasks=tuple(args.tasks), episodes_per_task=args.episodes_per_task, seed=args.seed,
-            noise_rad=0.0, perturb_fraction=0.0, time_limit_s=args.time_limit,
-        )  # fmt: skip
-        if not 0.0 <= args.beta <= 1.0:
-            raise ValueError(f'--beta must be in [0, 1], got {args.beta}')
-    except (ConfigError, ValueError) as err:
-        print(f'error: {err}', file=sys.stderr)
+    if not 0.0 <= args.beta <= 1.0:
+        print(f'error: --beta must be in [0, 1], got {args.beta}', file=sys.stderr)
         return 2
     backend = load_backend(args.artifact, args.backend, args.threads, args.instruction_encoder)
+    spec = backend.spec
+    try:  # frames and plan labels on the policy's own chunk grid
+        cfg = SimDemoConfig(
+            tasks=tuple(args.tasks), episodes_per_task=args.episodes_per_task, seed=args.seed,
+            rate=1.0 / spec.dt, noise_rad=0.0, perturb_fraction=0.0,
+            time_limit_s=args.time_limit, plan_ticks=spec.horizon,
+        )  # fmt: skip
+    except ConfigError as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 2
     driver = PolicyDriver(backend, args.rate, args.beta, args.seed)
     out = generate(args.out, cfg, progress=not args.no_progress, driver=driver)
     print(f'dataset: {out}')

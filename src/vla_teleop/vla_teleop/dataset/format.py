@@ -19,6 +19,10 @@ Frame columns of ``data/episode_NNNNNN.parquet`` (``G`` rows, one per control ti
 - ``action`` fixed_size_list<float32>[A]: the action for the tick: the expert chunk's target
   for that time (``vla_interfaces/ActionChunk``, interpolated between rows), or the joint command
   (``sensor_msgs/JointState``) at the tick;
+- ``action.plan`` (optional) fixed_size_list<float32>[P*A]: the expert's plan from this tick's
+  state, ``P`` targets at ``1 / fps`` (row-major ``(P, A)``). Relabelled (DAgger) episodes have
+  it: someone else executed, so the next ticks' actions are not the expert's continuation, and a
+  chunk made of them would teach a plan that never moves on. Loaders take chunks from it;
 - ``observation.images.<cam>`` binary: PNG (lossless, RGB) of the camera frame nearest the tick;
 - ``source_stamp_ns.<key>`` int64 for ``key`` in state, action and every camera: the header
   stamp of the message used (skew = ``source_stamp_ns - stamp_ns``).
@@ -59,6 +63,7 @@ FORMAT_NAME = 'vla_dataset'
 FORMAT_VERSION = 1
 IMAGE_PREFIX = 'observation.images.'
 STAMP_PREFIX = 'source_stamp_ns.'
+PLAN_COLUMN = 'action.plan'
 EPISODE_COLUMNS = (
     'episode_index', 'source_index', 'bag', 'instruction', 'task', 'success', 'status', 'length',
     'start_ns', 'robot', 'operator', 'seed', 'max_cross_skew_s',
@@ -189,8 +194,10 @@ def frame_columns(
     action: np.ndarray,
     images: dict[str, list[bytes]],
     source_stamps_ns: dict[str, np.ndarray],
+    plan: np.ndarray | None = None,
 ) -> dict[str, pa.Array]:
-    """The frame columns of one episode (see the module docstring) as arrow arrays."""
+    """The frame columns of one episode (see the module docstring) as arrow arrays;
+    ``plan (G, P, A)``: the expert's plan from every tick (relabelled episodes)."""
     n = len(stamps_ns)
     columns: dict[str, pa.Array] = {
         'frame_index': pa.array(np.arange(n, dtype=np.int64)),
@@ -199,6 +206,11 @@ def frame_columns(
         'observation.state': _fixed(state),
         'action': _fixed(action),
     }
+    if plan is not None:
+        plan = np.asarray(plan)
+        if plan.ndim != 3 or plan.shape[0] != n or plan.shape[2] != np.shape(action)[1]:
+            raise ValueError(f'plan must be (G={n}, P, A), got {plan.shape}')
+        columns[PLAN_COLUMN] = _fixed(plan.reshape(n, -1))
     for key, pngs in images.items():
         columns[IMAGE_PREFIX + key] = pa.array(pngs, type=pa.binary())
     for key, s in source_stamps_ns.items():
@@ -296,9 +308,15 @@ class EpisodeDataset:
             self._cache.move_to_end(episode_index)
             return cached
         table = pq.read_table(episode_file(self.root, episode_index))
+        n_act = len(self.action_names)
         arrays = {
             'state': _matrix(table.column('observation.state')),
             'action': _matrix(table.column('action')),
+            'plan': (
+                _matrix(table.column(PLAN_COLUMN)).reshape(table.num_rows, -1, n_act)
+                if PLAN_COLUMN in table.column_names
+                else None
+            ),
             'timestamp': table.column('timestamp').to_numpy(),
             'stamp_ns': table.column('stamp_ns').to_numpy(),
             'source_stamp_ns': {
@@ -319,10 +337,20 @@ class EpisodeDataset:
         n = ep.length
         rows = np.arange(frame_index, frame_index + self.horizon)
         pad = rows >= n
+        if a['plan'] is None:
+            action = a['action'][np.minimum(rows, n - 1)]
+        else:  # a relabelled episode: the expert's own plan from this state
+            plan = a['plan'][frame_index]
+            if len(plan) < self.horizon:
+                raise DatasetFormatError(
+                    f'{self.root}: episode {episode_index} has expert plans of {len(plan)} '
+                    f'ticks; a horizon of {self.horizon} was asked for'
+                )
+            action, pad = plan[: self.horizon], np.zeros(self.horizon, dtype=bool)
         return {
             'images': {c: decode_png(a['images'][c][frame_index]) for c in self.camera_names},
             'state': a['state'][frame_index],
-            'action': a['action'][np.minimum(rows, n - 1)],
+            'action': action,
             'action_is_pad': pad,
             'instruction': ep.instruction,
             'task': ep.task,

@@ -37,6 +37,7 @@ from tqdm import tqdm
 
 from vla_core.config import Config, ConfigError, config_to_flat, param
 from vla_sim.config import SimConfig
+from vla_sim.expert import ExpertConfig, PushExpert, chunk_target
 from vla_sim.rollout import run_episode
 from vla_sim.scene import ARM_JOINTS
 from vla_sim.sim import MujocoSim
@@ -67,6 +68,11 @@ class SimDemoConfig(Config):
     )  # fmt: skip
     perturb_magnitude: float = param(0.3, description='perturbation size [rad]', range=(0.0, 1.0))
     time_limit_s: float = param(20.0, description='episode time limit [s]', range=(1.0, 600.0))
+    plan_ticks: int = param(
+        0, description='record the expert plan from every frame, this many frames long (the '
+        'labels of relabelled episodes, see vla_teleop.dataset.format); 0 = none',
+        range=(0, 1000),
+    )  # fmt: skip
 
     def validate(self) -> None:
         unknown = [t for t in self.tasks if t not in TASKS]
@@ -108,9 +114,14 @@ def _run_episode(
     n_arm = len(ARM_JOINTS)
     decay = math.exp(-sim.control_period / cfg.noise_tau)
     noise = np.zeros(len(sim.joint_names))
-    stamps, states, actions = [], [], []
+    stamps, states, actions, plans = [], [], [], []
     images: dict[str, list[bytes]] = {c: [] for c in sim.camera_names}
     ticks = itertools.count()  # control periods since the episode's start
+    planner = None
+    if cfg.plan_ticks:  # its own expert: planning must not disturb the one driving the episode
+        cover = math.ceil(cfg.plan_ticks / cfg.rate / ExpertConfig().dt) + 2
+        planner = PushExpert(sim, ExpertConfig(horizon=cover))
+    block = TASKS[task_name].block
 
     def record_and_perturb(target: np.ndarray) -> np.ndarray:
         if next(ticks) % frame_every == 0:
@@ -118,6 +129,10 @@ def _run_episode(
             stamps.append(round(state.stamp * NS))
             states.append(state.position[[state.joint_names.index(n) for n in sim.joint_names]])
             actions.append(target)  # the clean expert target is the label
+            if planner is not None:
+                plan = planner.act(block, sim.target_xy)
+                times = sim.now() + np.arange(cfg.plan_ticks) / cfg.rate
+                plans.append([chunk_target(plan, t) for t in times])
             for c in sim.camera_names:
                 images[c].append(encode_png(sim.render(c)))
         noise[:n_arm] = decay * noise[:n_arm] + math.sqrt(1 - decay**2) * rng.normal(
@@ -138,6 +153,7 @@ def _run_episode(
     columns = frame_columns(
         grid, cfg.rate, np.array(states), np.array(actions), images,
         {key: grid for key in ('state', 'action', *sim.camera_names)},
+        plan=np.array(plans) if planner is not None else None,
     )  # fmt: skip
     return _Episode(task_name, seed, result.success, columns)
 
