@@ -10,6 +10,11 @@ of re-plan periods, where the expert's target goes through; every frame records 
 target for that state and the expert's whole plan from it (``action.plan``, one policy chunk
 long), which is what the chunk labels are taken from. Train on the demonstrations plus these
 datasets (``data.recorded.extra_paths``), then repeat with the new policy.
+
+Known limitation (measured): the plan label is the expert's *open-loop* plan, while demonstration
+chunks are what the *re-planning* expert executed; at the same states they differ by 0.03-0.05
+rad 0.2 s ahead. One and two rounds lowered closed-loop success (flow 11/60 -> 8/60 -> 0/60).
+Labelling by a closed-loop expert rollout from a saved copy of the sim state would remove that.
 """
 
 from __future__ import annotations
