@@ -1,6 +1,6 @@
 """DAgger data in the sim: the trained policy drives, the scripted expert labels every frame.
 
-    python -m vla_policy.dagger_sim --artifact out/exports/sim_flow --out out/dataset_dagger1 \\
+    python -m vla_policy.dagger_sim --artifact out/exports/sim_flow --out out/dagger/sim_flow_r1 \\
         --episodes-per-task 30 --seed 1000
 
 Behaviour cloning only sees the expert's own states; a policy's small errors take it to states
@@ -53,6 +53,7 @@ class PolicyDriver:
         self._seed = seed
         self._rng = np.random.default_rng(seed)
         self._chunk = None
+        self._order: list[int] = []  # chunk joint order -> sim joint order
         self._next = 0.0
         self._expert_turn = False
 
@@ -68,11 +69,10 @@ class PolicyDriver:
             if not self._expert_turn:
                 observation, _ = sim_observation(sim, self.backend.spec, instruction)
                 self._chunk = self.backend.infer(observation)
+                self._order = [self._chunk.joint_names.index(n) for n in sim.joint_names]
         if self._expert_turn or self._chunk is None:
             return None
-        target = chunk_target(self._chunk, now)
-        order = [self._chunk.joint_names.index(n) for n in sim.joint_names]
-        return target[order]
+        return chunk_target(self._chunk, now)[self._order]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
