@@ -80,3 +80,27 @@ def test_beta_one_hands_every_period_to_the_expert(tmp_path) -> None:
 def test_beta_is_validated() -> None:
     with pytest.raises(ValueError, match='beta'):
         PolicyDriver(None, beta=1.5)
+
+
+def test_labels_are_what_the_replanning_expert_goes_on_to_command(tmp_path) -> None:
+    """With the expert driving and no noise, the label from every frame equals the targets it
+    really commanded over the next frames: relabelled states teach what demonstrations teach."""
+    cfg = SimDemoConfig(
+        tasks=('push_green',), episodes_per_task=1, seed=3, rate=20.0, noise_rad=0.0,
+        perturb_fraction=0.0, time_limit_s=1.5, plan_ticks=6,
+    )  # fmt: skip
+    root = generate(tmp_path / 'expert', cfg, sim_config=_CAMS, progress=False)
+    data = EpisodeDataset(root, horizon=6)
+    ep = data.episode_arrays(data.episodes[0].episode_index)
+    n = len(ep['action'])
+    assert n == 30 and np.ptp(ep['action'], axis=0).max() > 0.05  # the arm moved
+    for f in range(n - 6):
+        np.testing.assert_array_equal(ep['plan'][f], ep['action'][f : f + 6])
+    # The state it labels is left as it was: the episode is the same with labelling off.
+    plain = generate(
+        tmp_path / 'plain', cfg.replace(plan_ticks=0), sim_config=_CAMS, progress=False
+    )
+    plain_data = EpisodeDataset(plain, horizon=6)
+    np.testing.assert_array_equal(
+        plain_data.episode_arrays(plain_data.episodes[0].episode_index)['state'], ep['state']
+    )

@@ -6,15 +6,16 @@
 Behaviour cloning only sees the expert's own states; a policy's small errors take it to states
 no demonstration covers, and the errors compound (Ross et al. 2011). Here the policy's chunks are
 executed (re-planned at ``--rate`` Hz, as in evaluation), except in a random ``--beta`` fraction
-of re-plan periods, where the expert's target goes through; every frame records the expert's
-target for that state and the expert's whole plan from it (``action.plan``, one policy chunk
-long), which is what the chunk labels are taken from. Train on the demonstrations plus these
-datasets (``data.recorded.extra_paths``), then repeat with the new policy.
+of re-plan periods, where the expert's target goes through. Every frame records the expert's
+target for that state and, as its chunk label (``action.plan``, one policy chunk long), what the
+re-planning expert would command if it took over there: a rollout of the expert from a copy of
+the sim state (``vla_sim.rollout.expert_rollout_targets``), so the label means what a
+demonstration's chunk means. Train on the demonstrations plus these datasets
+(``data.recorded.extra_paths``), then repeat with the new policy.
 
-Known limitation (measured): the plan label is the expert's *open-loop* plan, while demonstration
-chunks are what the *re-planning* expert executed; at the same states they differ by 0.03-0.05
-rad 0.2 s ahead. One and two rounds lowered closed-loop success (flow 11/60 -> 8/60 -> 0/60).
-Labelling by a closed-loop expert rollout from a saved copy of the sim state would remove that.
+Experimental: earlier rounds labelled with the expert's open-loop plan instead, which differs
+from what the re-planning expert executes (0.03-0.05 rad 0.2 s ahead), and lowered closed-loop
+success (flow 11/60 -> 8/60 -> 0/60); see the README for the rounds since.
 """
 
 from __future__ import annotations

@@ -207,3 +207,22 @@ def test_deterministic(sim: MujocoSim) -> None:
         return np.concatenate([sim.data.qpos, sim.data.qvel])
 
     np.testing.assert_array_equal(run(), run())
+
+
+def test_restore_replays_from_the_snapshot_including_commands_in_flight() -> None:
+    sim = MujocoSim(SimConfig(mismatch=MismatchConfig(latency_s=0.05)))
+    sim.connect()
+    sim.set_block_pose('red', (0.4, 0.0), 0.3)
+    target = HOME_QPOS + np.array([0.2, 0.1, -0.1, 0.1, 0.2, -0.3, 0.03])
+    sim.send_command(JointCommand('position', target))
+    sim.step(2)  # 40 ms: the command is still in flight
+    snapshot = sim.snapshot()
+    sim.step(30)
+    after = (sim.now(), np.concatenate([sim.data.qpos, sim.data.qvel]))
+    sim.send_command(JointCommand('position', HOME_QPOS))  # a what-if that is then undone
+    sim.step(10)
+    sim.restore(snapshot)
+    assert sim.now() == pytest.approx(0.04) and sim.applied_ctrl[0] == HOME_QPOS[0]
+    sim.step(30)
+    assert sim.now() == after[0]
+    np.testing.assert_array_equal(np.concatenate([sim.data.qpos, sim.data.qvel]), after[1])

@@ -8,12 +8,13 @@ import time
 
 import numpy as np
 
+from vla_core.chunk import ActionChunk
 from vla_core.robot import JointCommand
 from vla_sim.expert import ExpertConfig, PushExpert, chunk_target
 from vla_sim.sim import MujocoSim
 from vla_sim.tasks import TabletopTask, TaskConfig
 
-__all__ = ['EpisodeResult', 'run_episode']
+__all__ = ['EpisodeResult', 'expert_rollout_targets', 'run_episode']
 
 
 @dataclass(frozen=True)
@@ -82,3 +83,42 @@ def run_episode(
         wall_time=time.perf_counter() - wall0,
         perturbed_at=perturbed,
     )
+
+
+def expert_rollout_targets(
+    sim: MujocoSim,
+    expert: PushExpert,
+    block: str,
+    target_xy: np.ndarray,
+    *,
+    chunk: ActionChunk,
+    phase: int,
+    replan_every: int,
+    sample_every: int,
+    samples: int,
+) -> np.ndarray:
+    """What the re-planning expert would command from the sim's current state: its targets
+    every ``sample_every`` control periods, ``samples`` of them, ``(samples, joints)``.
+
+    The expert takes over with ``chunk``, its plan in force now, and re-plans on the episode's
+    grid (``phase`` control periods after a re-plan, every ``replan_every``), executing without
+    noise; the sim is restored afterwards. When that expert is the one driving the episode, the
+    result is exactly the targets it goes on to command: labels for states a policy visits that
+    mean the same as the demonstrations' (an open-loop plan does not; the arm lags it).
+    """
+    snapshot = sim.snapshot()
+    out = []
+    try:
+        for k in range(samples * sample_every):
+            if k and (phase + k) % replan_every == 0:
+                chunk = expert.act(block, target_xy)
+            target = chunk_target(chunk, sim.now())
+            if k % sample_every == 0:
+                out.append(target)
+                if len(out) == samples:
+                    break
+            sim.send_command(JointCommand('position', target, chunk.joint_names, stamp=sim.now()))
+            sim.step()
+    finally:
+        sim.restore(snapshot)
+    return np.array(out)

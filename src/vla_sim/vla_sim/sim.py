@@ -40,7 +40,7 @@ from vla_sim.scene import (
     build_mjcf,
 )
 
-__all__ = ['HOME_QPOS', 'FrameTransform', 'MujocoSim']
+__all__ = ['HOME_QPOS', 'FrameTransform', 'MujocoSim', 'SimSnapshot']
 
 # Tool pointing down 0.15 m above the table at x = 0.35 m, elbow up; gripper closed.
 HOME_QPOS = np.array([0.0, 0.2331, 0.1688, -0.4019, 0.0, 0.0, 0.0])
@@ -64,6 +64,14 @@ class FrameTransform:
 
 def _pose(pos: np.ndarray, mat9: np.ndarray) -> Pose:
     return Pose.from_matrix(np.array(pos), np.array(mat9).reshape(3, 3))
+
+
+@dataclass(frozen=True)
+class SimSnapshot:
+    """Everything stepping the sim depends on: MuJoCo's state and the commands still in flight."""
+
+    data: mujoco.MjData
+    pending: tuple[tuple[float, np.ndarray], ...]
 
 
 class MujocoSim(RobotInterface):
@@ -184,6 +192,17 @@ class MujocoSim(RobotInterface):
     def _release_due(self) -> None:
         while self._pending and self._pending[0][0] <= self.data.time + 0.5 * self._dt:
             self.data.ctrl[self._act] = self._pending.popleft()[1]
+
+    def snapshot(self) -> SimSnapshot:
+        """A copy of the current state, for :meth:`restore` (what-if rollouts from a state)."""
+        data = mujoco.MjData(self.model)
+        mujoco.mj_copyData(data, self.model, self.data)
+        return SimSnapshot(data, tuple((t, v.copy()) for t, v in self._pending))
+
+    def restore(self, snapshot: SimSnapshot) -> None:
+        """Back to ``snapshot``: stepping on gives what it would have given from there."""
+        mujoco.mj_copyData(self.data, self.model, snapshot.data)
+        self._pending = deque((t, v.copy()) for t, v in snapshot.pending)
 
     # --- episode set-up (privileged) ------------------------------------------------------------
 

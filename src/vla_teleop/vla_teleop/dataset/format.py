@@ -19,10 +19,11 @@ Frame columns of ``data/episode_NNNNNN.parquet`` (``G`` rows, one per control ti
 - ``action`` fixed_size_list<float32>[A]: the action for the tick: the expert chunk's target
   for that time (``vla_interfaces/ActionChunk``, interpolated between rows), or the joint command
   (``sensor_msgs/JointState``) at the tick;
-- ``action.plan`` (optional) fixed_size_list<float32>[P*A]: the expert's plan from this tick's
-  state, ``P`` targets at ``1 / fps`` (row-major ``(P, A)``). Relabelled (DAgger) episodes have
-  it: someone else executed, so the next ticks' actions are not the expert's continuation, and a
-  chunk made of them would teach a plan that never moves on. Loaders take chunks from it;
+- ``action.plan`` (optional) fixed_size_list<float32>[P*A]: what the expert would command from
+  this tick's state if it took over, ``P`` targets at ``1 / fps`` (row-major ``(P, A)``).
+  Relabelled (DAgger) episodes have it: someone else executed, so the next ticks' actions are not
+  the expert's continuation, and a chunk made of them would teach a plan that never moves on.
+  Loaders take chunks from it;
 - ``observation.images.<cam>`` binary: PNG (lossless, RGB) of the camera frame nearest the tick;
 - ``source_stamp_ns.<key>`` int64 for ``key`` in state, action and every camera: the header
   stamp of the message used (skew = ``source_stamp_ns - stamp_ns``).

@@ -37,8 +37,8 @@ from tqdm import tqdm
 
 from vla_core.config import Config, ConfigError, config_to_flat, param
 from vla_sim.config import SimConfig
-from vla_sim.expert import ExpertConfig, PushExpert, chunk_target
-from vla_sim.rollout import run_episode
+from vla_sim.expert import ExpertConfig, PushExpert
+from vla_sim.rollout import expert_rollout_targets, run_episode
 from vla_sim.scene import ARM_JOINTS
 from vla_sim.sim import MujocoSim
 from vla_sim.tasks import TASKS, TaskConfig
@@ -69,8 +69,9 @@ class SimDemoConfig(Config):
     perturb_magnitude: float = param(0.3, description='perturbation size [rad]', range=(0.0, 1.0))
     time_limit_s: float = param(20.0, description='episode time limit [s]', range=(1.0, 600.0))
     plan_ticks: int = param(
-        0, description='record the expert plan from every frame, this many frames long (the '
-        'labels of relabelled episodes, see vla_teleop.dataset.format); 0 = none',
+        0, description='record, from every frame, this many frames of what the re-planning '
+        'expert would command if it took over there (a rollout from a copy of the sim state: '
+        'the labels of relabelled episodes, see vla_teleop.dataset.format); 0 = none',
         range=(0, 1000),
     )  # fmt: skip
 
@@ -117,22 +118,28 @@ def _run_episode(
     stamps, states, actions, plans = [], [], [], []
     images: dict[str, list[bytes]] = {c: [] for c in sim.camera_names}
     ticks = itertools.count()  # control periods since the episode's start
-    planner = None
-    if cfg.plan_ticks:  # its own expert: planning must not disturb the one driving the episode
-        cover = math.ceil(cfg.plan_ticks / cfg.rate / ExpertConfig().dt) + 2
-        planner = PushExpert(sim, ExpertConfig(horizon=cover))
+    replan_every = max(1, round(cfg.replan_period * cfg.control_hz))
+    labeller = labeller_chunk = None
+    if cfg.plan_ticks:  # its own expert, with run_episode's config: it re-plans the same way
+        labeller = PushExpert(sim, ExpertConfig())
     block = TASKS[task_name].block
 
     def record_and_perturb(target: np.ndarray) -> np.ndarray:
-        if next(ticks) % frame_every == 0:
+        nonlocal labeller_chunk
+        tick = next(ticks)
+        if labeller is not None and tick % replan_every == 0:
+            labeller_chunk = labeller.act(block, sim.target_xy)
+        if tick % frame_every == 0:
             state = sim.read_state()
             stamps.append(round(state.stamp * NS))
             states.append(state.position[[state.joint_names.index(n) for n in sim.joint_names]])
             actions.append(target)  # the clean expert target is the label
-            if planner is not None:
-                plan = planner.act(block, sim.target_xy)
-                times = sim.now() + np.arange(cfg.plan_ticks) / cfg.rate
-                plans.append([chunk_target(plan, t) for t in times])
+            if labeller is not None:
+                plans.append(expert_rollout_targets(
+                    sim, labeller, block, sim.target_xy, chunk=labeller_chunk,
+                    phase=tick % replan_every, replan_every=replan_every,
+                    sample_every=frame_every, samples=cfg.plan_ticks,
+                ))  # fmt: skip
             for c in sim.camera_names:
                 images[c].append(encode_png(sim.render(c)))
         noise[:n_arm] = decay * noise[:n_arm] + math.sqrt(1 - decay**2) * rng.normal(
@@ -153,7 +160,7 @@ def _run_episode(
     columns = frame_columns(
         grid, cfg.rate, np.array(states), np.array(actions), images,
         {key: grid for key in ('state', 'action', *sim.camera_names)},
-        plan=np.array(plans) if planner is not None else None,
+        plan=np.array(plans) if labeller is not None else None,
     )  # fmt: skip
     return _Episode(task_name, seed, result.success, columns)
 
