@@ -84,3 +84,19 @@ def test_failures_are_told_apart(sim, tmp_path, capsys) -> None:
     assert failures['never_reached_block'] == 2 and failures['block_not_moved'] == 2
     assert failures['other_block_moved'] == 0 and failures['pushed_closer'] == 0
     assert 'never_reached_block 2' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize('tracking', ['splice', 'ensemble'])
+def test_chunks_can_go_through_the_controllers_tracker(sim, tmp_path, tracking) -> None:
+    out = run_episodes(
+        _ExpertPolicy(sim), ['push_green'], 1, 100_000, tmp_path, videos=0, tracking=tracking,
+        progress=False, sim=sim,
+    )  # fmt: skip
+    assert out[0].success
+    settings = json.loads((tmp_path / 'results.json').read_text())['settings']
+    assert settings == {
+        'rate_hz': 10.0, 'control_hz': sim.config.control_hz, 'tracking': tracking,
+        'time_limit_s': 20.0,
+    }  # fmt: skip
+    with pytest.raises(ValueError, match='tracking'):
+        run_episodes(_ExpertPolicy(sim), ['push_green'], 1, 0, tmp_path, tracking='latest')

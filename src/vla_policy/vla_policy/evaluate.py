@@ -4,12 +4,14 @@
 
 For every task, N seeded episodes (seeds disjoint from training's when ``--seed`` differs): the
 policy sees the rendered cameras and joint state at ``--rate`` Hz, its chunk is executed by time
-(target i at stamp + i*dt, interpolated), exactly as the controller would. Prints success per task
-with a Wilson 95 % interval, writes ``results.json``, a summary plot and the first ``--videos``
-episodes of each task as mp4 (scene camera). Each episode also records how it went (closest
-approach of the tool to the named block, how far that block and the others moved, final distance
-to the target), and failures are counted by kind: never reached the block, moved another block,
-pushed it closer but not in.
+(target i at stamp + i*dt): ``--tracking direct`` interpolates the newest chunk linearly,
+``splice`` and ``ensemble`` run the controller's ``ChunkTracker`` (vla_core.control.reference) in
+that mode (blended hand-offs; ACT-style temporal ensembling of the live chunks). Prints success
+per task with a Wilson 95 % interval, writes ``results.json``, a summary plot and the first
+``--videos`` episodes of each task as mp4 (scene camera). Each episode also records how it went
+(closest approach of the tool to the named block, how far that block and the others moved, final
+distance to the target), and failures are counted by kind: never reached the block, moved another
+block, pushed it closer but not in.
 """
 
 from __future__ import annotations
@@ -59,9 +61,15 @@ def sim_observation(sim, spec, instruction: str):
     return observation, frames
 
 
-def _episode(sim, backend, task, seed: int, rate: float, video: Path | None) -> EpisodeOutcome:
+TRACKING = ('direct', 'splice', 'ensemble')
+
+
+def _episode(
+    sim, backend, task, seed: int, rate: float, video: Path | None, tracking: str
+) -> EpisodeOutcome:
     import cv2
 
+    from vla_core.control.reference import ChunkTracker, TrackerConfig
     from vla_core.robot import JointCommand
     from vla_sim.expert import chunk_target
     from vla_sim.scene import BLOCK_COLORS
@@ -72,6 +80,8 @@ def _episode(sim, backend, task, seed: int, rate: float, video: Path | None) -> 
     every = max(1, round(1.0 / (rate * sim.control_period)))
     writer = None
     chunk, step, latencies = None, 0, []
+    names = backend.spec.joint_names
+    tracker = None if tracking == 'direct' else ChunkTracker(TrackerConfig(mode=tracking), names)
     while True:
         if chunk is None or step % every == 0:
             observation, frames = sim_observation(sim, backend.spec, task.instruction)
@@ -84,8 +94,15 @@ def _episode(sim, backend, task, seed: int, rate: float, video: Path | None) -> 
             started = time.perf_counter()
             chunk = backend.infer(observation)
             latencies.append(1e3 * (time.perf_counter() - started))
-        target = chunk_target(chunk, sim.now())
-        result = task.step(JointCommand('position', target, chunk.joint_names, stamp=sim.now()))
+            if tracker is not None:
+                if step == 0:
+                    tracker.reset_hold(observation.state, sim.now())
+                tracker.push(chunk.reordered(names), sim.now())
+        if tracker is None:
+            target, order = chunk_target(chunk, sim.now()), chunk.joint_names
+        else:
+            target, order = tracker.update(sim.now()).position, names
+        result = task.step(JointCommand('position', target, order, stamp=sim.now()))
         gap = sim.ee_pose().position[:2] - sim.block_pose(task.block).position[:2]
         closest = min(closest, float(np.linalg.norm(gap)))
         step += 1
@@ -148,6 +165,7 @@ def run_episodes(
     videos: int = 2,
     control_hz: float = 100.0,
     time_limit_s: float | None = None,
+    tracking: str = 'direct',
     progress: bool = True,
     label: str = '',
     sim=None,
@@ -156,8 +174,10 @@ def run_episodes(
     ``infer(Observation) -> ActionChunk``); writes the report to ``out``.
 
     ``sim``: a connected :class:`~vla_sim.sim.MujocoSim` to run in (else one is made at
-    ``control_hz`` and disconnected at the end).
+    ``control_hz`` and disconnected at the end). ``tracking``: one of :data:`TRACKING`.
     """
+    if tracking not in TRACKING:
+        raise ValueError(f'tracking must be one of {TRACKING}, got {tracking!r}')
     from tqdm import tqdm
 
     from vla_sim.config import SimConfig
@@ -177,7 +197,7 @@ def run_episodes(
             task = TabletopTask(sim, name, task_config)
             for i in range(episodes):
                 video = out / f'{name}_seed{seed + i}.mp4' if i < videos else None
-                outcomes.append(_episode(sim, backend, task, seed + i, rate, video))
+                outcomes.append(_episode(sim, backend, task, seed + i, rate, video, tracking))
                 bar.update()
                 done = [o for o in outcomes if o.task == name]
                 bar.set_postfix(task=name, success=f'{sum(o.success for o in done)}/{len(done)}')
@@ -185,7 +205,9 @@ def run_episodes(
         bar.close()
         if own_sim:
             sim.disconnect()
-    _report(outcomes, tasks, out, label)
+    settings = {'rate_hz': rate, 'control_hz': sim.config.control_hz, 'tracking': tracking,
+                'time_limit_s': task_config.time_limit_s}  # fmt: skip
+    _report(outcomes, tasks, out, label, settings)
     return outcomes
 
 
@@ -207,7 +229,9 @@ def _failure_modes(failed: list[EpisodeOutcome]) -> dict[str, float | int]:
     }
 
 
-def _report(outcomes: list[EpisodeOutcome], tasks: list[str], out: Path, label: str) -> None:
+def _report(
+    outcomes: list[EpisodeOutcome], tasks: list[str], out: Path, label: str, settings: dict
+) -> None:
     import matplotlib
 
     matplotlib.use('Agg')
@@ -230,7 +254,7 @@ def _report(outcomes: list[EpisodeOutcome], tasks: list[str], out: Path, label: 
     latency = np.mean([o.mean_latency_ms for o in outcomes])
     print(f'mean inference latency {latency:.1f} ms per chunk')
     (out / 'results.json').write_text(json.dumps({
-        'artifact': label, 'summary': summary,
+        'artifact': label, 'settings': settings, 'summary': summary,
         'episodes': [asdict(o) for o in outcomes],
     }, indent=2))  # fmt: skip
     fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(tasks), 3.5))
@@ -259,6 +283,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--videos', type=int, default=2, help='episodes per task saved as mp4')
     p.add_argument('--control-hz', type=float, default=100.0)
     p.add_argument('--time-limit', type=float, help='episode time limit [s] (task default)')
+    p.add_argument(
+        '--tracking', default='direct', choices=TRACKING,
+        help='how chunks become targets: newest chunk, or the controller tracker in that mode',
+    )  # fmt: skip
     p.add_argument('--instruction-encoder', default='minilm', choices=('minilm', 'hashed'))
     p.add_argument('--threads', type=int, default=2, help='inference CPU threads')
     p.add_argument('--out', type=Path, default=Path('out/eval'))
@@ -267,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     evaluate(
         args.artifact, args.tasks, args.episodes, args.seed, args.out,
         backend_kind=args.backend, rate=args.rate, videos=args.videos,
-        control_hz=args.control_hz, time_limit_s=args.time_limit,
+        control_hz=args.control_hz, time_limit_s=args.time_limit, tracking=args.tracking,
         instruction_encoder=args.instruction_encoder,
         threads=args.threads, progress=not args.no_progress,
     )  # fmt: skip
