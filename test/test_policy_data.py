@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+import shutil
 from types import SimpleNamespace
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import torch
 
@@ -19,6 +21,7 @@ from vla_learning.training.checkpoint import save_checkpoint
 from vla_policy.dagger_sim import PolicyDriver
 from vla_sim.config import SimConfig
 from vla_sim.scene import ARM_JOINTS
+from vla_teleop.dataset.format import ENV_STATE_COLUMN
 from vla_teleop.dataset.sim_demos import SimDemoConfig, generate
 
 _CAMS = SimConfig(
@@ -39,6 +42,14 @@ def test_demos_train_a_policy_whose_inputs_can_be_ablated(tmp_path) -> None:
 
     assert colours(train) == {'red', 'green'} and colours(val) == {'blue'}
     assert train.images.shape[1:] == (2, 3, 32, 32) and train.actions.shape[1:] == (4, 7)
+    # Privileged scene state rides along as an auxiliary target: the instructed block, pushed
+    # into the target disc, and the target, which stays put.
+    assert train.features.env_state_dim == 4 and val.env_state.shape == (len(val), 4)
+    block, target = val.env_state[:, :2], val.env_state[:, 2:]
+    assert torch.all(target == target[0])
+    assert float((block[0] - target[0]).norm()) >= 0.12  # the layout's push distance
+    # The last frame is up to one frame (10 Hz, pushing at 0.1 m/s: 1 cm) before success.
+    assert float((block[-1] - target[-1]).norm()) <= _CAMS.target_radius + 0.01
     config = PolicyConfig(
         type='flow', features=train.features, delta_actions=True,
         vision={'backbone': 'tiny-cnn', 'pretrained': False, 'freeze': False,
@@ -100,3 +111,12 @@ def test_dagger_datasets_join_the_training_split_only(tmp_path) -> None:
     )  # fmt: skip
     with pytest.raises(ConfigError, match='fps'):
         make_recorded_datasets(cfg.replace(extra_paths=(str(other),)))
+    # A dataset without scene state (a recorded robot's) joins with unknown (NaN) targets.
+    assert torch.isfinite(train.env_state).all()
+    blind = shutil.copytree(dagger, tmp_path / 'blind')
+    for episode in (blind / 'data').glob('*.parquet'):
+        table = pq.read_table(episode)
+        pq.write_table(table.drop_columns([ENV_STATE_COLUMN]), episode)
+    mixed, _ = make_recorded_datasets(cfg.replace(extra_paths=(str(blind),)))
+    assert torch.isnan(mixed.env_state[len(plain) :]).all()
+    torch.testing.assert_close(mixed.env_state[: len(plain)], plain.env_state)

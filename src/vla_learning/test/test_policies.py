@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -127,6 +128,47 @@ def test_every_trainable_parameter_gets_gradient(policy_type: str, tokens: str, 
     assert all(p.requires_grad for p in policy.parameters())
     missing, leaked = _grad_report(policy, first_batch(train))
     assert missing == [] and leaked == []
+
+
+@pytest.mark.parametrize('policy_type', ['flow', 'act'])
+def test_env_state_auxiliary_loss_reaches_the_trunk_and_skips_unknown_rows(
+    policy_type: str, tiny_data
+) -> None:
+    train, _ = tiny_data
+    cfg = tiny_config(
+        policy_type, tokens='keypoints', num_keypoints=3, feature_stride=8, instruction_film=True
+    )
+    cfg = cfg.replace(features=cfg.features.replace(env_state_dim=4), env_state_loss_weight=0.5)
+    torch.manual_seed(0)
+    policy = make_policy(cfg, train.norm_stats())
+    batch = first_batch(train)
+    known = torch.tensor([[0.45, 0.1, 0.35, -0.1]]).repeat(4, 1)
+    batch.env_state = known
+    missing, leaked = _grad_report(policy, batch)  # the head, the trunk, the keypoints' FiLM
+    assert missing == [] and leaked == []
+
+    def loss(env_state):
+        value, logs = policy.compute_loss(
+            dataclasses.replace(batch, env_state=env_state), torch.Generator().manual_seed(0)
+        )
+        return float(value.detach()), logs
+
+    plain, _ = loss(None)
+    unknown, logs = loss(torch.full((4, 4), math.nan))
+    assert unknown == plain and 'env_state_rmse_m' not in logs  # NaN rows are no target
+    full, logs = loss(known)
+    assert full > plain and logs['env_state_rmse_m'] > 0.0
+    half = known.clone()
+    half[2:] = math.nan
+    _, half_logs = loss(half)
+    if policy_type == 'flow':  # ACT's memory depends on the sampled latent; flow's does not
+        memory = policy.encoder(
+            batch.images, policy.normalizer.normalize_state(batch.state),
+            policy.normalizer.normalize_lang(batch.lang_emb),
+        )  # fmt: skip
+        pred = policy.env_state_head(memory[:, policy.encoder.vision.num_tokens]).detach()
+        rmse = float(((pred[:2] - known[:2]) ** 2).mean().sqrt())  # the known rows only
+        assert half_logs['env_state_rmse_m'] == pytest.approx(rmse, rel=1e-5)
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,8 @@ class ChunkDataset:
     actions: torch.Tensor  # (N, H, A) float32
     features: FeaturesConfig
     vision_features: torch.Tensor | None = None  # (N, C, F, h, w), see cache_vision_features
+    # (N, E) float32 privileged scene state, NaN rows where a source has none (aux target)
+    env_state: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         n = self.images.shape[0]
@@ -43,6 +45,8 @@ class ChunkDataset:
             'lang_table': (len(self.instructions), f.lang_dim),
             'actions': (n, f.horizon, f.action_dim),
         }
+        if self.env_state is not None:
+            expected['env_state'] = (n, f.env_state_dim)
         for name, shape in expected.items():
             if tuple(getattr(self, name).shape) != shape:
                 raise ValueError(f'{name}: shape {tuple(getattr(self, name).shape)} != {shape}')
@@ -62,6 +66,7 @@ class ChunkDataset:
             vision_features=(
                 None if self.vision_features is None else self.vision_features[index].float()
             ),
+            env_state=None if self.env_state is None else self.env_state[index],
         )
 
     @torch.no_grad()

@@ -2,8 +2,9 @@
 
 Each control-rate tick of a successful episode is one sample: every camera resized to the model's
 square input, the joint state, the instruction, and the next ``horizon`` action targets (padded
-with the last target at the episode's end). Episodes, not ticks, are split into train and
-validation, so validation scenes are unseen.
+with the last target at the episode's end), plus the privileged scene state where the dataset
+records one (an auxiliary training target, never an input). Episodes, not ticks, are split into
+train and validation, so validation scenes are unseen.
 """
 
 from __future__ import annotations
@@ -61,7 +62,12 @@ def make_recorded_datasets(
         EpisodeDataset(path, horizon=cfg.horizon, cameras=cams, success_only=False)
         for path in cfg.extra_paths
     ]  # Their labels are the expert's on every state, whether or not the episode succeeded.
+    env_dim = len(data.env_state_names)  # extras without it get NaN rows (no aux target)
     for extra in extras:
+        if extra.env_state_names and extra.env_state_names != data.env_state_names:
+            raise ConfigError(
+                'data.recorded.extra_paths', f'{extra.root}: env_state_names differ from {cfg.path}'
+            )
         for what in ('state_names', 'action_names', 'fps'):
             if getattr(extra, what) != getattr(data, what):
                 raise ConfigError(
@@ -78,6 +84,7 @@ def make_recorded_datasets(
         horizon=cfg.horizon,
         dt=1.0 / data.fps,
         lang_dim=int(lang_table.shape[1]),
+        env_state_dim=env_dim,
         joint_names=tuple(data.action_names),
     )
     train = [(data, e) for e in episodes[: -cfg.val_episodes]]
@@ -85,7 +92,7 @@ def make_recorded_datasets(
     split = {'train': train, 'val': [(data, e) for e in episodes[-cfg.val_episodes :]]}
     parts = []
     for name in ('train', 'val'):
-        images, state, actions, instruction_index = [], [], [], []
+        images, state, actions, instruction_index, env_state = [], [], [], [], []
         bar = tqdm(split[name], desc=f'loading {name} episodes', unit='ep', disable=not progress)
         for source, ep in bar:
             info = next(e for e in source.episodes if e.episode_index == ep)
@@ -99,6 +106,8 @@ def make_recorded_datasets(
                 state.append(sample['state'])
                 actions.append(sample['action'])
                 instruction_index.append(instructions.index(sample['instruction']))
+                known = sample['env_state'] is not None and env_dim
+                env_state.append(sample['env_state'] if known else np.full(env_dim, np.nan))
         parts.append(
             ChunkDataset(
                 images=torch.from_numpy(np.stack(images)),
@@ -108,6 +117,9 @@ def make_recorded_datasets(
                 lang_table=lang_table,
                 actions=torch.from_numpy(np.stack(actions).astype(np.float32)),
                 features=features,
+                env_state=(
+                    torch.from_numpy(np.stack(env_state).astype(np.float32)) if env_dim else None
+                ),
             )
         )
     return parts[0], parts[1]

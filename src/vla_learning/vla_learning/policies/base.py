@@ -15,6 +15,9 @@ from vla_learning.policies.observation_encoder import ObservationEncoder
 
 __all__ = ['Batch', 'Policy']
 
+# Typical spread of the privileged positions [m]: brings the auxiliary loss to about unit size.
+_ENV_STATE_SCALE_M = 0.1
+
 
 @dataclass
 class Batch:
@@ -26,13 +29,17 @@ class Batch:
     actions: torch.Tensor  # (B, H, A)
     # (B, N, C, h, w) frozen-backbone features computed once per dataset (a training speed-up)
     vision_features: torch.Tensor | None = None
+    # (B, E) privileged scene state, NaN rows where unknown (auxiliary target, training only)
+    env_state: torch.Tensor | None = None
 
     def to(self, device: torch.device | str) -> Batch:
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(device, non_blocking=True)
+
         return Batch(
             *(t.to(device, non_blocking=True) for t in self.astuple()),
-            vision_features=None
-            if self.vision_features is None
-            else self.vision_features.to(device, non_blocking=True),
+            vision_features=move(self.vision_features),
+            env_state=move(self.env_state),
         )
 
     def astuple(self) -> tuple[torch.Tensor, ...]:
@@ -63,11 +70,34 @@ class Policy(nn.Module, ABC):
         self.normalizer = Normalizer(
             f.state_dim, f.action_dim, stats, config.delta_actions, f.lang_dim
         )
+        d = config.trunk.d_model
+        self.env_state_head = (
+            nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, f.env_state_dim))
+            if f.env_state_dim and config.env_state_loss_weight > 0
+            else None
+        )
 
     @property
     def chunk_shape(self) -> tuple[int, int]:
         """``(H, A)``."""
         return self.config.features.horizon, self.config.features.action_dim
+
+    def env_state_loss(
+        self, memory: torch.Tensor, batch: Batch
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Auxiliary loss (weighted) on the trunk's ``memory (B, T, D)``: the instruction token
+        predicts where the instructed block and the target are. Grounding the instruction is
+        what the policies got wrong most (they pushed another block); this supervises it
+        directly, through the trunk and the keypoints' FiLM. Zero without a head or labels."""
+        if self.env_state_head is None or batch.env_state is None:
+            return memory.new_zeros(()), {}
+        pred = self.env_state_head(memory[:, self.encoder.vision.num_tokens])
+        known = torch.isfinite(batch.env_state).all(-1)
+        if not bool(known.any()):
+            return 0.0 * pred.sum(), {}  # keeps every parameter in the graph (DDP)
+        mse = ((pred[known] - batch.env_state[known]) / _ENV_STATE_SCALE_M).pow(2).mean()
+        rmse_m = float(mse.detach().sqrt()) * _ENV_STATE_SCALE_M
+        return self.config.env_state_loss_weight * mse, {'env_state_rmse_m': rmse_m}
 
     @abstractmethod
     def compute_loss(

@@ -20,6 +20,10 @@ class FeaturesConfig(Config):
     horizon: int = param(16, description='chunk length H', range=(1, 256))
     dt: float = param(0.05, description='time between chunk targets [s]', range=(1e-4, 10.0))
     lang_dim: int = param(384, description='instruction embedding size', range=(1, 4096))
+    env_state_dim: int = param(
+        0, description='privileged scene state in the data (auxiliary target only); 0 = none',
+        range=(0, 256),
+    )  # fmt: skip
     joint_names: tuple[str, ...] = param(
         ('joint_1', 'joint_2', 'joint_3', 'joint_4', 'joint_5', 'joint_6'),
         description='names of the action columns, in order',

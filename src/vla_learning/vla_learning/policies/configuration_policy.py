@@ -32,3 +32,10 @@ class PolicyConfig(Config):
         'state), which normalizes to a much finer scale than absolute targets; needs the '
         'state and action joints to be the same, in the same order',
     )
+    env_state_loss_weight: float = param(
+        0.0,
+        description='weight of the auxiliary loss that predicts the privileged scene state (the '
+        "instructed block's and the target's position, in simulated data) from the "
+        "instruction token's trunk output; 0 = off. Training only: the deployed graph is the same",
+        range=(0.0, 100.0),
+    )

@@ -24,6 +24,10 @@ Frame columns of ``data/episode_NNNNNN.parquet`` (``G`` rows, one per control ti
   Relabelled (DAgger) episodes have it: someone else executed, so the next ticks' actions are not
   the expert's continuation, and a chunk made of them would teach a plan that never moves on.
   Loaders take chunks from it;
+- ``observation.environment_state`` (optional) fixed_size_list<float32>[E]: privileged scene
+  state at the tick (LeRobot's key of that name), names in ``dataset.json``
+  ``environment_state.names``. Simulated episodes have it (the named block's and the target's
+  position); a policy never sees it, training may use it as an auxiliary target;
 - ``observation.images.<cam>`` binary: PNG (lossless, RGB) of the camera frame nearest the tick;
 - ``source_stamp_ns.<key>`` int64 for ``key`` in state, action and every camera: the header
   stamp of the message used (skew = ``source_stamp_ns - stamp_ns``).
@@ -65,6 +69,7 @@ FORMAT_VERSION = 1
 IMAGE_PREFIX = 'observation.images.'
 STAMP_PREFIX = 'source_stamp_ns.'
 PLAN_COLUMN = 'action.plan'
+ENV_STATE_COLUMN = 'observation.environment_state'
 EPISODE_COLUMNS = (
     'episode_index', 'source_index', 'bag', 'instruction', 'task', 'success', 'status', 'length',
     'start_ns', 'robot', 'operator', 'seed', 'max_cross_skew_s',
@@ -196,9 +201,11 @@ def frame_columns(
     images: dict[str, list[bytes]],
     source_stamps_ns: dict[str, np.ndarray],
     plan: np.ndarray | None = None,
+    env_state: np.ndarray | None = None,
 ) -> dict[str, pa.Array]:
     """The frame columns of one episode (see the module docstring) as arrow arrays;
-    ``plan (G, P, A)``: the expert's plan from every tick (relabelled episodes)."""
+    ``plan (G, P, A)``: the expert's plan from every tick (relabelled episodes);
+    ``env_state (G, E)``: privileged scene state (simulated episodes)."""
     n = len(stamps_ns)
     columns: dict[str, pa.Array] = {
         'frame_index': pa.array(np.arange(n, dtype=np.int64)),
@@ -212,6 +219,11 @@ def frame_columns(
         if plan.ndim != 3 or plan.shape[0] != n or plan.shape[2] != np.shape(action)[1]:
             raise ValueError(f'plan must be (G={n}, P, A), got {plan.shape}')
         columns[PLAN_COLUMN] = _fixed(plan.reshape(n, -1))
+    if env_state is not None:
+        env_state = np.asarray(env_state)
+        if env_state.ndim != 2 or env_state.shape[0] != n:
+            raise ValueError(f'env_state must be (G={n}, E), got {env_state.shape}')
+        columns[ENV_STATE_COLUMN] = _fixed(env_state)
     for key, pngs in images.items():
         columns[IMAGE_PREFIX + key] = pa.array(pngs, type=pa.binary())
     for key, s in source_stamps_ns.items():
@@ -239,6 +251,8 @@ class EpisodeDataset:
     - ``action``: ``(horizon, A)`` float32, the actions of this frame and the next ``horizon-1``
       (joint names ``action_names``; past the episode's end the last one repeats);
     - ``action_is_pad``: ``(horizon,)`` bool, True where the action was repeated as padding;
+    - ``env_state``: ``(E,)`` float32 privileged scene state (names ``env_state_names``), or
+      None where the dataset has none;
     - ``instruction``, ``task``: str; ``success``: bool | None;
     - ``timestamp``: float [s] episode time; ``stamp_ns``: int absolute tick time;
     - ``episode_index``, ``frame_index``: int.
@@ -270,6 +284,9 @@ class EpisodeDataset:
             raise ValueError(f'unknown cameras {sorted(unknown)}; the dataset has {all_cams}')
         self.state_names: list[str] = list(self.info['state']['names'])
         self.action_names: list[str] = list(self.info['action']['names'])
+        self.env_state_names: list[str] = list(
+            self.info.get('environment_state', {}).get('names', [])
+        )
         eps = read_episodes(self.root)
         if episodes is not None:
             wanted = set(episodes)
@@ -302,7 +319,8 @@ class EpisodeDataset:
 
     def episode_arrays(self, episode_index: int) -> dict[str, Any]:
         """One whole episode: ``state (G, D)``, ``action (G, A)`` float32, ``timestamp (G,)``,
-        ``stamp_ns (G,)``, ``source_stamp_ns`` {key: (G,)}, ``images`` {cam: list of G PNG
+        ``stamp_ns (G,)``, ``plan (G, P, A)`` and ``env_state (G, E)`` or None,
+        ``source_stamp_ns`` {key: (G,)}, ``images`` {cam: list of G PNG
         bytes} (decode with :func:`decode_png`)."""
         cached = self._cache.get(episode_index)
         if cached is not None:
@@ -316,6 +334,11 @@ class EpisodeDataset:
             'plan': (
                 _matrix(table.column(PLAN_COLUMN)).reshape(table.num_rows, -1, n_act)
                 if PLAN_COLUMN in table.column_names
+                else None
+            ),
+            'env_state': (
+                _matrix(table.column(ENV_STATE_COLUMN))
+                if ENV_STATE_COLUMN in table.column_names
                 else None
             ),
             'timestamp': table.column('timestamp').to_numpy(),
@@ -353,6 +376,7 @@ class EpisodeDataset:
             'state': a['state'][frame_index],
             'action': action,
             'action_is_pad': pad,
+            'env_state': None if a['env_state'] is None else a['env_state'][frame_index],
             'instruction': ep.instruction,
             'task': ep.task,
             'success': ep.success,

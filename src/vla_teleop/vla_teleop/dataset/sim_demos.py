@@ -44,9 +44,20 @@ from vla_sim.sim import MujocoSim
 from vla_sim.tasks import TASKS, TaskConfig
 from vla_teleop.dataset.format import DatasetWriter, encode_png, frame_columns
 
-__all__ = ['Driver', 'SimDemoConfig', 'add_dataset_arguments', 'generate', 'main', 'output_is_free']
+__all__ = [
+    'ENV_STATE_NAMES',
+    'Driver',
+    'SimDemoConfig',
+    'add_dataset_arguments',
+    'generate',
+    'main',
+    'output_is_free',
+]
 
 NS = 1_000_000_000
+# Privileged scene state recorded with every frame (never a policy input): where the instructed
+# block and the target are, the auxiliary target that teaches a policy to ground the instruction.
+ENV_STATE_NAMES = ('block.x', 'block.y', 'target.x', 'target.y')
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -115,7 +126,7 @@ def _run_episode(
     n_arm = len(ARM_JOINTS)
     decay = math.exp(-sim.control_period / cfg.noise_tau)
     noise = np.zeros(len(sim.joint_names))
-    stamps, states, actions, plans = [], [], [], []
+    stamps, states, actions, plans, scene = [], [], [], [], []
     images: dict[str, list[bytes]] = {c: [] for c in sim.camera_names}
     ticks = itertools.count()  # control periods since the episode's start
     replan_every = max(1, round(cfg.replan_period * cfg.control_hz))
@@ -134,6 +145,7 @@ def _run_episode(
             stamps.append(round(state.stamp * NS))
             states.append(state.position[[state.joint_names.index(n) for n in sim.joint_names]])
             actions.append(target)  # the clean expert target is the label
+            scene.append([*sim.block_pose(block).position[:2], *sim.target_xy])
             if labeller is not None:
                 plans.append(expert_rollout_targets(
                     sim, labeller, block, sim.target_xy, chunk=labeller_chunk,
@@ -160,7 +172,7 @@ def _run_episode(
     columns = frame_columns(
         grid, cfg.rate, np.array(states), np.array(actions), images,
         {key: grid for key in ('state', 'action', *sim.camera_names)},
-        plan=np.array(plans) if labeller is not None else None,
+        plan=np.array(plans) if labeller is not None else None, env_state=np.array(scene),
     )  # fmt: skip
     return _Episode(task_name, seed, result.success, columns)
 
@@ -210,6 +222,7 @@ def generate(
             'state': {'topic': 'sim:joint_state', 'field': 'position', 'names': names},
             'action': {'topic': 'sim:expert', 'type': 'expert target', 'field': 'targets',
                        'names': names, 'executed_by': driver.name if driver else 'expert'},
+            'environment_state': {'names': list(ENV_STATE_NAMES), 'frame': 'world'},
             'alignment': 'generated on the grid (no skew)',
             'build_config': {f'sim_demos.{k}': v for k, v in config_to_flat(cfg).items()},
             'sources': [],

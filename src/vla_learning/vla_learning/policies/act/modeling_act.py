@@ -75,14 +75,15 @@ class ACTPolicy(Policy):
         lang_emb: torch.Tensor,
         z: torch.Tensor,
         vision_features: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalized chunk ``(B, H, A)`` and the trunk's memory."""
         extra = self.latent_in(z)[:, None]
         lang = self.normalizer.normalize_lang(lang_emb)
         memory = self.encoder(images, state_n, lang, extra, vision_features)
         h = self.queries.expand(state_n.shape[0], -1, -1)
         for block in self.decoder:
             h = block(h, memory)
-        return self.action_out(self.norm(h))
+        return self.action_out(self.norm(h)), memory
 
     def compute_loss(
         self, batch: Batch, generator: torch.Generator | None = None
@@ -92,11 +93,12 @@ class ACTPolicy(Policy):
         mu, logvar = self.style_encoder(state_n, actions)
         eps = torch.randn(mu.shape, generator=generator).to(mu.device)
         z = mu + (0.5 * logvar).exp() * eps
-        pred = self._decode(batch.images, state_n, batch.lang_emb, z, batch.vision_features)
+        pred, memory = self._decode(batch.images, state_n, batch.lang_emb, z, batch.vision_features)
         l1 = F.l1_loss(pred, actions)
         kl = (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp())).sum(-1).mean()
-        loss = l1 + self.config.act.kl_weight * kl
-        return loss, {'l1': float(l1.detach()), 'kl': float(kl.detach())}
+        aux, logs = self.env_state_loss(memory, batch)
+        loss = l1 + self.config.act.kl_weight * kl + aux
+        return loss, {'l1': float(l1.detach()), 'kl': float(kl.detach()), **logs}
 
     def predict_chunk(
         self,
@@ -109,5 +111,5 @@ class ACTPolicy(Policy):
         del noise  # deterministic at inference: z is the prior mean
         z = torch.zeros(state.shape[0], self.config.act.latent_dim, device=state.device)
         state_n = self.normalizer.normalize_state(state)
-        pred = self._decode(images, state_n, lang_emb, z, vision_features)
+        pred, _ = self._decode(images, state_n, lang_emb, z, vision_features)
         return self.normalizer.unnormalize_actions(pred, state)

@@ -89,8 +89,9 @@ class FlowMatchingPolicy(Policy):
             vision_features=batch.vision_features,
         )
         v = self.expert(x_t, t, memory)
-        loss = F.mse_loss(v, noise - actions)
-        return loss, {'flow_mse': float(loss.detach())}
+        flow_mse = F.mse_loss(v, noise - actions)
+        aux, logs = self.env_state_loss(memory, batch)
+        return flow_mse + aux, {'flow_mse': float(flow_mse.detach()), **logs}
 
     def predict_chunk(
         self,
