@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from vla_core.config import ConfigError
 from vla_sim import rollout
 from vla_sim.config import SimConfig
+from vla_sim.sim import MujocoSim
 from vla_sim.tasks import TabletopTask
 from vla_teleop.dataset import sim_demos
-from vla_teleop.dataset.format import EpisodeDataset
+from vla_teleop.dataset.format import ENV_STATE_COLUMN, EpisodeDataset
+from vla_teleop.dataset.lerobot import export_lerobot
 from vla_teleop.dataset.sim_demos import SimDemoConfig, generate
 
 SMALL_CAMERAS = SimConfig(
@@ -96,3 +101,20 @@ def test_config_rejects_unknown_tasks_and_off_grid_rates() -> None:
         SimDemoConfig(tasks=('push_purple',))
     with pytest.raises(ConfigError, match='rate'):
         SimDemoConfig(rate=30.0, control_hz=100.0)
+
+
+def test_scene_state_is_recorded_and_exported_to_lerobot(tmp_path) -> None:
+    data = _generate(tmp_path, 'ds', noise_rad=0.0)
+    assert data.env_state_names == list(sim_demos.ENV_STATE_NAMES)
+    env = data.episode_arrays(0)['env_state']
+    assert data[3]['env_state'].shape == (4,)
+    # Frame 0 is the seed's layout: the instructed block and the target where reset put them.
+    sim = MujocoSim(SMALL_CAMERAS)
+    TabletopTask(sim, 'push_red').reset(3)
+    start = [*sim.block_pose('red').position[:2], *sim.target_xy]
+    np.testing.assert_allclose(env[0], start, atol=1e-6)
+    out = export_lerobot(data.root, tmp_path / 'lerobot')
+    feature = json.loads((out / 'meta' / 'info.json').read_text())['features'][ENV_STATE_COLUMN]
+    assert feature == {'dtype': 'float32', 'shape': [4], 'names': data.env_state_names}
+    table = pq.read_table(out / 'data' / 'chunk-000' / 'file-000.parquet')
+    np.testing.assert_array_equal(np.array(table.column(ENV_STATE_COLUMN).to_pylist()), env)

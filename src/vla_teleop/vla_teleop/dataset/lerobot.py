@@ -46,7 +46,12 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from vla_core.config import Config, param
-from vla_teleop.dataset.format import EpisodeDataset, decode_png
+from vla_teleop.dataset.format import (
+    ENV_STATE_COLUMN,
+    DatasetFormatError,
+    EpisodeDataset,
+    decode_png,
+)
 
 __all__ = ['CODEBASE_VERSION', 'LeRobotConfig', 'export_lerobot']
 
@@ -208,9 +213,16 @@ def export_lerobot(
         a = ds.episode_arrays(e.episode_index)
         n = e.length
         task_index = tasks[e.instruction or e.task or 'unspecified']
+        vectors = {'observation.state': a['state'], 'action': a['action']}
+        if ds.env_state_names:
+            if a['env_state'] is None:
+                raise DatasetFormatError(
+                    f'{dataset_root}: episode {e.episode_index} has no environment state, '
+                    'which dataset.json names'
+                )
+            vectors[ENV_STATE_COLUMN] = a['env_state']
         columns = {
-            'observation.state': a['state'],
-            'action': a['action'],
+            **vectors,
             'timestamp': (np.arange(n) / fps).astype(np.float32)[:, None],
             'frame_index': np.arange(n, dtype=np.int64)[:, None],
             'episode_index': np.full((n, 1), e.episode_index, dtype=np.int64),
@@ -219,9 +231,8 @@ def export_lerobot(
         }
         table = pa.table(
             {
-                'observation.state': _fixed(columns['observation.state']),
-                'action': _fixed(columns['action']),
-                **{k: pa.array(columns[k][:, 0]) for k in list(columns)[2:]},
+                **{k: _fixed(v) for k, v in vectors.items()},
+                **{k: pa.array(v[:, 0]) for k, v in columns.items() if k not in vectors},
             }
         )
         row: dict[str, Any] = {
@@ -307,6 +318,10 @@ def export_lerobot(
     features['action'] = {
         'dtype': 'float32', 'shape': [len(ds.action_names)], 'names': ds.action_names
     }  # fmt: skip
+    if ds.env_state_names:
+        features[ENV_STATE_COLUMN] = {
+            'dtype': 'float32', 'shape': [len(ds.env_state_names)], 'names': ds.env_state_names
+        }  # fmt: skip
     features['timestamp'] = {'dtype': 'float32', 'shape': [1], 'names': None}
     for k in ('frame_index', 'episode_index', 'index', 'task_index'):
         features[k] = {'dtype': 'int64', 'shape': [1], 'names': None}
