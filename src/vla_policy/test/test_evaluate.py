@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from vla_core.chunk import ActionChunk
-from vla_policy.evaluate import run_episodes
+from vla_core.control.reference import TrackerConfig
+from vla_policy.evaluate import main, run_episodes
 from vla_sim.config import SimConfig
 from vla_sim.expert import PushExpert
 from vla_sim.scene import BLOCK_COLORS
@@ -86,17 +87,20 @@ def test_failures_are_told_apart(sim, tmp_path, capsys) -> None:
     assert 'never_reached_block 2' in capsys.readouterr().out
 
 
-@pytest.mark.parametrize('tracking', ['splice', 'ensemble'])
-def test_chunks_can_go_through_the_controllers_tracker(sim, tmp_path, tracking) -> None:
+@pytest.mark.parametrize('mode', ['splice', 'ensemble'])
+def test_chunks_can_go_through_the_controllers_tracker(sim, tmp_path, mode) -> None:
+    tracking = TrackerConfig(mode=mode, blend_time=0.05)
     out = run_episodes(
         _ExpertPolicy(sim), ['push_green'], 1, 100_000, tmp_path, videos=0, tracking=tracking,
         progress=False, sim=sim,
     )  # fmt: skip
     assert out[0].success
     settings = json.loads((tmp_path / 'results.json').read_text())['settings']
-    assert settings == {
-        'rate_hz': 10.0, 'control_hz': sim.config.control_hz, 'tracking': tracking,
-        'time_limit_s': 20.0,
-    }  # fmt: skip
-    with pytest.raises(ValueError, match='tracking'):
-        run_episodes(_ExpertPolicy(sim), ['push_green'], 1, 0, tmp_path, tracking='latest')
+    assert settings['tracking']['mode'] == mode and settings['tracking']['blend_time'] == 0.05
+    assert (settings['rate_hz'], settings['time_limit_s']) == (10.0, 20.0)
+
+
+def test_cli_refuses_a_bad_tracker_config(tmp_path, capsys) -> None:
+    argv = ['--artifact', str(tmp_path), '--tracking', 'splice', '--blend-time', '-1']
+    assert main(argv) == 2
+    assert 'blend_time' in capsys.readouterr().err

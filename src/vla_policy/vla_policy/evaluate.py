@@ -25,6 +25,9 @@ import time
 
 import numpy as np
 
+from vla_core.config import ConfigError, config_to_flat
+from vla_core.control.reference import TrackerConfig
+
 __all__ = ['EpisodeOutcome', 'evaluate', 'load_backend', 'main', 'run_episodes', 'sim_observation']
 
 
@@ -61,15 +64,12 @@ def sim_observation(sim, spec, instruction: str):
     return observation, frames
 
 
-TRACKING = ('direct', 'splice', 'ensemble')
-
-
 def _episode(
-    sim, backend, task, seed: int, rate: float, video: Path | None, tracking: str
+    sim, backend, task, seed: int, rate: float, video: Path | None, tracking
 ) -> EpisodeOutcome:
     import cv2
 
-    from vla_core.control.reference import ChunkTracker, TrackerConfig
+    from vla_core.control.reference import ChunkTracker
     from vla_core.robot import JointCommand
     from vla_sim.expert import chunk_target
     from vla_sim.scene import BLOCK_COLORS
@@ -81,7 +81,7 @@ def _episode(
     writer = None
     chunk, step, latencies = None, 0, []
     names = backend.spec.joint_names
-    tracker = None if tracking == 'direct' else ChunkTracker(TrackerConfig(mode=tracking), names)
+    tracker = None if tracking is None else ChunkTracker(tracking, names)
     while True:
         if chunk is None or step % every == 0:
             observation, frames = sim_observation(sim, backend.spec, task.instruction)
@@ -165,7 +165,7 @@ def run_episodes(
     videos: int = 2,
     control_hz: float = 100.0,
     time_limit_s: float | None = None,
-    tracking: str = 'direct',
+    tracking: TrackerConfig | None = None,
     progress: bool = True,
     label: str = '',
     sim=None,
@@ -174,10 +174,9 @@ def run_episodes(
     ``infer(Observation) -> ActionChunk``); writes the report to ``out``.
 
     ``sim``: a connected :class:`~vla_sim.sim.MujocoSim` to run in (else one is made at
-    ``control_hz`` and disconnected at the end). ``tracking``: one of :data:`TRACKING`.
+    ``control_hz`` and disconnected at the end). ``tracking``: chunks go through the
+    controller's tracker with this config (else the newest chunk, linearly interpolated).
     """
-    if tracking not in TRACKING:
-        raise ValueError(f'tracking must be one of {TRACKING}, got {tracking!r}')
     from tqdm import tqdm
 
     from vla_sim.config import SimConfig
@@ -205,8 +204,11 @@ def run_episodes(
         bar.close()
         if own_sim:
             sim.disconnect()
-    settings = {'rate_hz': rate, 'control_hz': sim.config.control_hz, 'tracking': tracking,
-                'time_limit_s': task_config.time_limit_s}  # fmt: skip
+    settings = {
+        'rate_hz': rate, 'control_hz': sim.config.control_hz,
+        'tracking': 'direct' if tracking is None else config_to_flat(tracking),
+        'time_limit_s': task_config.time_limit_s,
+    }  # fmt: skip
     _report(outcomes, tasks, out, label, settings)
     return outcomes
 
@@ -284,18 +286,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--control-hz', type=float, default=100.0)
     p.add_argument('--time-limit', type=float, help='episode time limit [s] (task default)')
     p.add_argument(
-        '--tracking', default='direct', choices=TRACKING,
+        '--tracking', default='direct', choices=('direct', 'splice', 'ensemble'),
         help='how chunks become targets: newest chunk, or the controller tracker in that mode',
     )  # fmt: skip
+    p.add_argument('--blend-time', type=float, default=TrackerConfig().blend_time,
+                   help='tracker blend window [s] (splice, ensemble)')  # fmt: skip
     p.add_argument('--instruction-encoder', default='minilm', choices=('minilm', 'hashed'))
     p.add_argument('--threads', type=int, default=2, help='inference CPU threads')
     p.add_argument('--out', type=Path, default=Path('out/eval'))
     p.add_argument('--no-progress', action='store_true')
     args = p.parse_args(argv)
+    try:
+        tracking = (
+            None if args.tracking == 'direct'
+            else TrackerConfig(mode=args.tracking, blend_time=args.blend_time)
+        )  # fmt: skip
+    except ConfigError as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 2
     evaluate(
         args.artifact, args.tasks, args.episodes, args.seed, args.out,
         backend_kind=args.backend, rate=args.rate, videos=args.videos,
-        control_hz=args.control_hz, time_limit_s=args.time_limit, tracking=args.tracking,
+        control_hz=args.control_hz, time_limit_s=args.time_limit, tracking=tracking,
         instruction_encoder=args.instruction_encoder,
         threads=args.threads, progress=not args.no_progress,
     )  # fmt: skip
