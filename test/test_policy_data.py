@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 from types import SimpleNamespace
@@ -113,10 +114,23 @@ def test_dagger_datasets_join_the_training_split_only(tmp_path) -> None:
         make_recorded_datasets(cfg.replace(extra_paths=(str(other),)))
     # A dataset without scene state (a recorded robot's) joins with unknown (NaN) targets.
     assert torch.isfinite(train.env_state).all()
-    blind = shutil.copytree(dagger, tmp_path / 'blind')
-    for episode in (blind / 'data').glob('*.parquet'):
-        table = pq.read_table(episode)
-        pq.write_table(table.drop_columns([ENV_STATE_COLUMN]), episode)
+    blind = _without_scene_state(dagger, tmp_path / 'blind')
     mixed, _ = make_recorded_datasets(cfg.replace(extra_paths=(str(blind),)))
     assert torch.isnan(mixed.env_state[len(plain) :]).all()
     torch.testing.assert_close(mixed.env_state[: len(plain)], plain.env_state)
+    # Demonstrations without it: the extras' scene state is not used (no auxiliary target).
+    bare = _without_scene_state(root, tmp_path / 'bare')
+    bare_train, _ = make_recorded_datasets(cfg.replace(path=str(bare)))
+    assert bare_train.env_state is None and bare_train.features.env_state_dim == 0
+    assert len(bare_train) == len(train)
+
+
+def _without_scene_state(dataset, copy):
+    """A copy of ``dataset`` as a recorded robot's would be: no environment state."""
+    copy = shutil.copytree(dataset, copy)
+    info = json.loads((copy / 'dataset.json').read_text())
+    del info['environment_state']
+    (copy / 'dataset.json').write_text(json.dumps(info))
+    for episode in (copy / 'data').glob('*.parquet'):
+        pq.write_table(pq.read_table(episode).drop_columns([ENV_STATE_COLUMN]), episode)
+    return copy

@@ -64,7 +64,7 @@ def make_recorded_datasets(
     ]  # Their labels are the expert's on every state, whether or not the episode succeeded.
     env_dim = len(data.env_state_names)  # extras without it get NaN rows (no aux target)
     for extra in extras:
-        if extra.env_state_names and extra.env_state_names != data.env_state_names:
+        if env_dim and extra.env_state_names not in ([], data.env_state_names):
             raise ConfigError(
                 'data.recorded.extra_paths', f'{extra.root}: env_state_names differ from {cfg.path}'
             )
