@@ -65,7 +65,7 @@ def sim_observation(sim, spec, instruction: str):
 
 
 def _episode(
-    sim, backend, task, seed: int, rate: float, video: Path | None, tracking
+    sim, backend, task, seed: int, rate: float, video: Path | None, tracking: TrackerConfig | None
 ) -> EpisodeOutcome:
     import cv2
 

@@ -56,7 +56,7 @@ __all__ = [
 
 NS = 1_000_000_000
 # Privileged scene state recorded with every frame (never a policy input): where the instructed
-# block and the target are, the auxiliary target that teaches a policy to ground the instruction.
+# block and the target are; diagnostics, and an optional auxiliary training target.
 ENV_STATE_NAMES = ('block.x', 'block.y', 'target.x', 'target.y')
 
 
