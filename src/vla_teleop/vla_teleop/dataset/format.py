@@ -204,7 +204,7 @@ def frame_columns(
     env_state: np.ndarray | None = None,
 ) -> dict[str, pa.Array]:
     """The frame columns of one episode (see the module docstring) as arrow arrays;
-    ``plan (G, P, A)``: the expert's plan from every tick (relabelled episodes);
+    ``plan (G, P, A)``: what the expert would command from every tick (relabelled episodes);
     ``env_state (G, E)``: privileged scene state (simulated episodes)."""
     n = len(stamps_ns)
     columns: dict[str, pa.Array] = {
