@@ -97,7 +97,7 @@ def _episode(
             if tracker is not None:
                 if step == 0:
                     tracker.reset_hold(observation.state, sim.now())
-                tracker.push(chunk.reordered(names), sim.now())
+                tracker.push(chunk, sim.now())  # it reorders to ``names`` itself
         if tracker is None:
             target, order = chunk_target(chunk, sim.now()), chunk.joint_names
         else:

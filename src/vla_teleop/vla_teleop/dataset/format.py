@@ -363,7 +363,7 @@ class EpisodeDataset:
         pad = rows >= n
         if a['plan'] is None:
             action = a['action'][np.minimum(rows, n - 1)]
-        else:  # a relabelled episode: the expert's own plan from this state
+        else:  # a relabelled episode: what the expert would command from this state
             plan = a['plan'][frame_index]
             if len(plan) < self.horizon:
                 raise DatasetFormatError(
