@@ -20,6 +20,7 @@ from vla_learning.policies.configuration_policy import PolicyConfig
 from vla_learning.policies.factory import make_policy
 from vla_learning.training.checkpoint import save_checkpoint
 from vla_policy.dagger_sim import PolicyDriver
+from vla_policy.state_oracle import load_state_samples
 from vla_sim.config import SimConfig
 from vla_sim.scene import ARM_JOINTS
 from vla_teleop.dataset.format import ENV_STATE_COLUMN
@@ -123,6 +124,9 @@ def test_dagger_datasets_join_the_training_split_only(tmp_path) -> None:
     bare_train, _ = make_recorded_datasets(cfg.replace(path=str(bare)))
     assert bare_train.env_state is None and bare_train.features.env_state_dim == 0
     assert len(bare_train) == len(train)
+    # The state oracle needs it, and says so.
+    with pytest.raises(ValueError, match='records no scene state'):
+        load_state_samples(bare, horizon=4)
 
 
 def _without_scene_state(dataset, copy):

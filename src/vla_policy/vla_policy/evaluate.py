@@ -75,6 +75,9 @@ def _episode(
     from vla_sim.scene import BLOCK_COLORS
 
     task.reset(seed)
+    reset_episode = getattr(backend, 'reset_episode', None)
+    if reset_episode is not None:  # backends with per-episode state (the state oracle)
+        reset_episode(task, seed)
     start = {c: sim.block_pose(c).position[:2].copy() for c in BLOCK_COLORS}
     closest = np.inf
     every = max(1, round(1.0 / (rate * sim.control_period)))
@@ -171,7 +174,8 @@ def run_episodes(
     sim=None,
 ) -> list[EpisodeOutcome]:
     """``episodes`` seeded episodes per task with a loaded backend (anything with ``spec`` and
-    ``infer(Observation) -> ActionChunk``); writes the report to ``out``.
+    ``infer(Observation) -> ActionChunk``, optionally ``reset_episode(task, seed)``, called
+    after each reset); writes the report to ``out``.
 
     ``sim``: a connected :class:`~vla_sim.sim.MujocoSim` to run in (else one is made at
     ``control_hz`` and disconnected at the end). ``tracking``: chunks go through the

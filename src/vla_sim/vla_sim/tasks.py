@@ -17,7 +17,10 @@ from vla_core.robot import JointCommand
 from vla_sim.scene import ARM_JOINTS, BLOCK_COLORS, BLOCK_HALF_SIZE
 from vla_sim.sim import HOME_QPOS, MujocoSim
 
-__all__ = ['TASKS', 'StepResult', 'TabletopTask', 'TaskConfig', 'TaskSpec', 'segment_distance']
+__all__ = [
+    'SCENE_STATE_NAMES', 'TASKS', 'StepResult', 'TabletopTask', 'TaskConfig', 'TaskSpec',
+    'segment_distance',
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,10 @@ TASKS: dict[str, TaskSpec] = {
     )
     for color in BLOCK_COLORS
 }
+
+# Privileged scene state (world frame): where the instructed block and the target are. Datasets
+# record it with every frame; perception must recover it from the cameras.
+SCENE_STATE_NAMES = ('block.x', 'block.y', 'target.x', 'target.y')
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -151,6 +158,10 @@ class TabletopTask:
     @property
     def elapsed(self) -> float:
         return self.sim.now() - self._start
+
+    def scene_state(self) -> np.ndarray:
+        """``(4,)`` float64, as :data:`SCENE_STATE_NAMES` [m]."""
+        return np.array([*self.sim.block_pose(self.block).position[:2], *self.sim.target_xy])
 
     def is_success(self) -> bool:
         """Block centre inside the target disc and resting on the table."""

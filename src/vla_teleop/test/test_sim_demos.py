@@ -110,9 +110,11 @@ def test_scene_state_is_recorded_and_exported_to_lerobot(tmp_path) -> None:
     assert data[3]['env_state'].shape == (4,)
     # Frame 0 is the seed's layout: the instructed block and the target where reset put them.
     sim = MujocoSim(SMALL_CAMERAS)
-    TabletopTask(sim, 'push_red').reset(3)
-    start = [*sim.block_pose('red').position[:2], *sim.target_xy]
-    np.testing.assert_allclose(env[0], start, atol=1e-6)
+    task = TabletopTask(sim, 'push_red')
+    task.reset(3)
+    np.testing.assert_allclose(env[0], task.scene_state(), atol=1e-6)
+    np.testing.assert_array_equal(task.scene_state()[2:], sim.target_xy)
+    np.testing.assert_array_equal(task.scene_state()[:2], sim.block_pose('red').position[:2])
     out = export_lerobot(data.root, tmp_path / 'lerobot')
     feature = json.loads((out / 'meta' / 'info.json').read_text())['features'][ENV_STATE_COLUMN]
     assert feature == {'dtype': 'float32', 'shape': [4], 'names': data.env_state_names}

@@ -41,7 +41,7 @@ from vla_sim.expert import ExpertConfig, PushExpert
 from vla_sim.rollout import expert_rollout_targets, run_episode
 from vla_sim.scene import ARM_JOINTS
 from vla_sim.sim import MujocoSim
-from vla_sim.tasks import TASKS, TaskConfig
+from vla_sim.tasks import SCENE_STATE_NAMES, TASKS, TabletopTask, TaskConfig
 from vla_teleop.dataset.format import DatasetWriter, encode_png, frame_columns
 
 __all__ = [
@@ -55,9 +55,7 @@ __all__ = [
 ]
 
 NS = 1_000_000_000
-# Privileged scene state recorded with every frame (never a policy input): where the instructed
-# block and the target are; diagnostics, and an optional auxiliary training target.
-ENV_STATE_NAMES = ('block.x', 'block.y', 'target.x', 'target.y')
+ENV_STATE_NAMES = SCENE_STATE_NAMES  # recorded with every frame as observation.environment_state
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -134,6 +132,7 @@ def _run_episode(
     if cfg.plan_ticks:  # its own expert, with run_episode's config: it re-plans the same way
         labeller = PushExpert(sim, ExpertConfig())
     block = TASKS[task_name].block
+    scene_of = TabletopTask(sim, task_name).scene_state  # reads the sim; run_episode resets it
 
     def record_and_perturb(target: np.ndarray) -> np.ndarray:
         nonlocal labeller_chunk
@@ -145,7 +144,7 @@ def _run_episode(
             stamps.append(round(state.stamp * NS))
             states.append(state.position[[state.joint_names.index(n) for n in sim.joint_names]])
             actions.append(target)  # the clean expert target is the label
-            scene.append([*sim.block_pose(block).position[:2], *sim.target_xy])
+            scene.append(scene_of())
             if labeller is not None:
                 plans.append(expert_rollout_targets(
                     sim, labeller, block, sim.target_xy, chunk=labeller_chunk,
