@@ -34,5 +34,18 @@ def tiny_policy(policy_type: str, data: ChunkDataset, seed: int = 0, **vision: o
     return make_policy(tiny_config(policy_type, **vision), data.norm_stats())
 
 
+def tiny_localizing_policy(
+    policy_type: str, data: ChunkDataset, seed: int = 0, **scene: object
+) -> Policy:
+    """A tiny policy with the scene localizer (the data need not record scene state)."""
+    cfg = tiny_config(policy_type)
+    cfg = cfg.replace(
+        features=cfg.features.replace(env_state_dim=4),
+        scene={'localizer': True, 'width': 4, 'num_slots': 2, **scene},
+    )
+    torch.manual_seed(seed)
+    return make_policy(cfg, data.norm_stats())
+
+
 def first_batch(data: ChunkDataset, n: int = 4) -> Batch:
     return data.batch(torch.arange(n))

@@ -8,16 +8,18 @@ import onnx
 import pytest
 import torch
 
-from learning_test_utils import tiny_policy
+from learning_test_utils import tiny_localizing_policy, tiny_policy
 from vla_learning.export.onnx_export import export_onnx
 from vla_learning.export.parity import ParityError, check_parity
 from vla_learning.spec import PolicySpec, sha256_file
 
 
+@pytest.mark.parametrize('localizer', [False, True])
 @pytest.mark.parametrize('policy_type', ['flow', 'act'])
-def test_onnx_matches_pytorch(policy_type, tiny_data, tmp_path) -> None:
+def test_onnx_matches_pytorch(policy_type, localizer, tiny_data, tmp_path) -> None:
     train, val = tiny_data
-    policy = tiny_policy(policy_type, train)
+    make = tiny_localizing_policy if localizer else tiny_policy
+    policy = make(policy_type, train)
     spec = export_onnx(policy, tmp_path / 'model.onnx')
     assert spec.model_sha256 == sha256_file(tmp_path / 'model.onnx')
     names = [i.name for i in onnx.load(str(tmp_path / 'model.onnx')).graph.input]

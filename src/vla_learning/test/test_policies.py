@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from learning_test_utils import first_batch, tiny_config, tiny_policy
+from learning_test_utils import first_batch, tiny_config, tiny_localizing_policy, tiny_policy
 from vla_learning.normalization import NormStats
 from vla_learning.policies.base import Policy
+from vla_learning.policies.configuration_common import SceneConfig
 from vla_learning.policies.factory import make_policy
 from vla_learning.training.checkpoint import load_policy, save_checkpoint
 
@@ -131,44 +132,101 @@ def test_every_trainable_parameter_gets_gradient(policy_type: str, tokens: str, 
 
 
 @pytest.mark.parametrize('policy_type', ['flow', 'act'])
-def test_env_state_auxiliary_loss_reaches_the_trunk_and_skips_unknown_rows(
+def test_scene_localizer_trains_on_recorded_rows_and_feeds_the_trunk(
     policy_type: str, tiny_data
 ) -> None:
     train, _ = tiny_data
-    cfg = tiny_config(
-        policy_type, tokens='keypoints', num_keypoints=3, feature_stride=8, instruction_film=True
-    )
-    cfg = cfg.replace(features=cfg.features.replace(env_state_dim=4), env_state_loss_weight=0.5)
-    torch.manual_seed(0)
-    policy = make_policy(cfg, train.norm_stats())
+    policy = tiny_localizing_policy(policy_type, train)
     batch = first_batch(train)
     known = torch.tensor([[0.45, 0.1, 0.35, -0.1]]).repeat(4, 1)
     batch.env_state = known
-    missing, leaked = _grad_report(policy, batch)  # the head, the trunk, the keypoints' FiLM
+    missing, leaked = _grad_report(policy, batch)  # localizer, its token, trunk, expert
     assert missing == [] and leaked == []
+    _, logs = policy.compute_loss(batch, torch.Generator().manual_seed(0))
+    assert logs['scene_rmse_m'] > 0.0
+    _, logs = policy.compute_loss(
+        dataclasses.replace(batch, env_state=torch.full((4, 4), math.nan)),
+        torch.Generator().manual_seed(0),
+    )
+    assert 'scene_rmse_m' not in logs  # NaN rows (a robot without scene state) are no target
+    with pytest.raises(ValueError, match='environment_state'):
+        policy.compute_loss(dataclasses.replace(batch, env_state=None))
 
-    def loss(env_state):
-        value, logs = policy.compute_loss(
-            dataclasses.replace(batch, env_state=env_state), torch.Generator().manual_seed(0)
-        )
-        return float(value.detach()), logs
 
-    plain, _ = loss(None)
-    unknown, logs = loss(torch.full((4, 4), math.nan))
-    assert unknown == plain and 'env_state_rmse_m' not in logs  # NaN rows are no target
-    full, logs = loss(known)
-    assert full > plain and logs['env_state_rmse_m'] > 0.0
-    half = known.clone()
+def test_scene_token_is_the_recorded_state_in_training_and_the_estimate_deployed(
+    tiny_data,
+) -> None:
+    train, _ = tiny_data
+    policy = tiny_localizing_policy('flow', train, teacher_noise_m=0.0).eval()
+    b = first_batch(train)
+    lang_n = policy.normalizer.normalize_lang(b.lang_emb)
+    half = torch.tensor([[0.45, 0.1, 0.35, -0.1]]).repeat(4, 1)
     half[2:] = math.nan
-    _, half_logs = loss(half)
-    if policy_type == 'flow':  # ACT's memory depends on the sampled latent; flow's does not
-        memory = policy.encoder(
-            batch.images, policy.normalizer.normalize_state(batch.state),
-            policy.normalizer.normalize_lang(batch.lang_emb),
-        )  # fmt: skip
-        pred = policy.env_state_head(memory[:, policy.encoder.vision.num_tokens]).detach()
-        rmse = float(((pred[:2] - known[:2]) ** 2).mean().sqrt())  # the known rows only
-        assert half_logs['env_state_rmse_m'] == pytest.approx(rmse, rel=1e-5)
+    with torch.no_grad():
+        estimate = policy.localizer(b.images[:, 0], lang_n)
+        token, loss, _ = policy.scene_tokens(b.images, lang_n, half)
+        deployed, zero, _ = policy.scene_tokens(b.images, lang_n)
+        expected = torch.cat([half[:2], estimate[2:]])  # recorded rows, estimate elsewhere
+        torch.testing.assert_close(token[:, 0], policy.scene_in(expected / 0.1))
+        torch.testing.assert_close(deployed[:, 0], policy.scene_in(estimate / 0.1))
+        # The loss is taken on the recorded rows only.
+        only_known, _ = policy.localizer.loss(b.images[:2, 0], lang_n[:2], half[:2])
+    assert float(loss) == pytest.approx(float(only_known)) and float(zero) == 0.0
+
+
+def test_scene_localizer_needs_the_scene_state_and_an_existing_camera(tiny_data) -> None:
+    train, _ = tiny_data
+    cfg = tiny_config('flow').replace(scene=SceneConfig(localizer=True))
+    with pytest.raises(ValueError, match='scene state of 4'):
+        make_policy(cfg, train.norm_stats())
+    cfg = cfg.replace(
+        features=cfg.features.replace(env_state_dim=4), scene=SceneConfig(localizer=True, camera=2)
+    )
+    with pytest.raises(ValueError, match='camera 2 >= 2'):
+        make_policy(cfg, train.norm_stats())
+
+
+def _coloured_scenes(n: int, gen: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """32 px scenes: a red and a green 4 px square, a yellow 6 px goal, anywhere; instruction
+    0 names red, 1 green. Target: the named square's and the goal's centre, scaled to metres."""
+    images = torch.full((n, 3, 32, 32), 0.8)
+    which = torch.randint(2, (n,), generator=gen)
+    target = torch.empty(n, 4)
+    colours = (torch.tensor([0.9, 0.1, 0.1]), torch.tensor([0.1, 0.8, 0.1]))
+    for i in range(n):
+        corners = []
+        while len(corners) < 3:  # non-overlapping
+            c = torch.randint(0, 26, (2,), generator=gen)
+            if all((c - o).abs().max() >= 7 for o in corners):
+                corners.append(c)
+        for k, (y, x) in enumerate(corners):
+            size = 6 if k == 2 else 4
+            colour = torch.tensor([0.9, 0.9, 0.1]) if k == 2 else colours[k]
+            images[i, :, y : y + size, x : x + size] = colour[:, None, None]
+        named, goal = corners[int(which[i])] + 2.0, corners[2] + 3.0
+        target[i] = torch.cat([named.flip(0), goal.flip(0)]) * 0.01  # (x, y), 1 cm per px
+    return images, which, target
+
+
+def test_scene_localizer_finds_the_named_object_in_layouts_it_never_saw() -> None:
+    from vla_learning.policies.scene_localizer import SceneLocalizer
+
+    gen = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    lang = torch.tensor([[1.0, -1.0], [-1.0, 1.0]])  # two centred instruction embeddings
+    localizer = SceneLocalizer(SceneConfig(localizer=True, width=8, num_slots=2), 32, 2)
+    opt = torch.optim.Adam(localizer.parameters(), lr=3e-3)
+    images, which, target = _coloured_scenes(256, gen)
+    for _ in range(400):
+        idx = torch.randint(len(images), (32,), generator=gen)
+        loss, _ = localizer.loss(images[idx], lang[which[idx]], target[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    images, which, target = _coloured_scenes(100, gen)  # new layouts
+    with torch.no_grad():
+        err = (localizer(images, lang[which]) - target).abs()
+    assert float(err.median()) < 0.01  # a pixel; the layout spans 26
 
 
 @pytest.mark.parametrize(

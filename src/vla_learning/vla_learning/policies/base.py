@@ -12,11 +12,9 @@ from torch import nn
 from vla_learning.normalization import Normalizer, NormStats
 from vla_learning.policies.configuration_policy import PolicyConfig
 from vla_learning.policies.observation_encoder import ObservationEncoder
+from vla_learning.policies.scene_localizer import SCALE_M, SCENE_DIM, SceneLocalizer
 
 __all__ = ['Batch', 'Policy']
-
-# Typical spread of the privileged positions [m]: brings the auxiliary loss to about unit size.
-_ENV_STATE_SCALE_M = 0.1
 
 
 @dataclass
@@ -29,7 +27,7 @@ class Batch:
     actions: torch.Tensor  # (B, H, A)
     # (B, N, C, h, w) frozen-backbone features computed once per dataset (a training speed-up)
     vision_features: torch.Tensor | None = None
-    # (B, E) privileged scene state, NaN rows where unknown (auxiliary target, training only)
+    # (B, E) privileged scene state, NaN rows where unknown (localizer target, training only)
     env_state: torch.Tensor | None = None
 
     def to(self, device: torch.device | str) -> Batch:
@@ -71,33 +69,63 @@ class Policy(nn.Module, ABC):
             f.state_dim, f.action_dim, stats, config.delta_actions, f.lang_dim
         )
         d = config.trunk.d_model
-        self.env_state_head = (
-            nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, f.env_state_dim))
-            if f.env_state_dim and config.env_state_loss_weight > 0
-            else None
-        )
+        self.localizer: SceneLocalizer | None = None
+        if config.scene.localizer:
+            if f.env_state_dim != SCENE_DIM:
+                raise ValueError(
+                    f'scene.localizer needs a scene state of {SCENE_DIM} (object xy, goal xy) '
+                    f'in the data (observation.environment_state), got {f.env_state_dim}'
+                )
+            if config.scene.camera >= f.num_cameras:
+                raise ValueError(f'scene.camera {config.scene.camera} >= {f.num_cameras} cameras')
+            self.localizer = SceneLocalizer(config.scene, f.image_size, f.lang_dim)
+            self.scene_in = nn.Sequential(nn.Linear(SCENE_DIM, d), nn.GELU(), nn.Linear(d, d))
+
+    @property
+    def num_scene_tokens(self) -> int:
+        return 0 if self.localizer is None else 1
 
     @property
     def chunk_shape(self) -> tuple[int, int]:
         """``(H, A)``."""
         return self.config.features.horizon, self.config.features.action_dim
 
-    def env_state_loss(
-        self, memory: torch.Tensor, batch: Batch
-    ) -> tuple[torch.Tensor, dict[str, float]]:
-        """Auxiliary loss (weighted) on the trunk's ``memory (B, T, D)``: the instruction token
-        predicts where the instructed block and the target are. Grounding the instruction is
-        what the policies got wrong most (they pushed another block); this supervises it
-        directly, through the trunk and the keypoints' FiLM. Zero without a head or labels."""
-        if self.env_state_head is None or batch.env_state is None:
-            return memory.new_zeros(()), {}
-        pred = self.env_state_head(memory[:, self.encoder.vision.num_tokens])
-        known = torch.isfinite(batch.env_state).all(-1)
-        if not bool(known.any()):
-            return 0.0 * pred.sum(), {}  # keeps every parameter in the graph (DDP)
-        mse = ((pred[known] - batch.env_state[known]) / _ENV_STATE_SCALE_M).pow(2).mean()
-        rmse_m = float(mse.detach().sqrt()) * _ENV_STATE_SCALE_M
-        return self.config.env_state_loss_weight * mse, {'env_state_rmse_m': rmse_m}
+    def scene_tokens(
+        self,
+        images: torch.Tensor,
+        lang_n: torch.Tensor,
+        env_state: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor | None, torch.Tensor, dict[str, float]]:
+        """The localizer's trunk token ``(B, 1, D)`` (None without a localizer), its weighted
+        loss and logs. With ``env_state`` (training) the loss is taken, and rows where the
+        state is recorded feed it (plus ``teacher_noise_m`` noise) to the token instead of the
+        estimate; without (inference) the token is the estimate."""
+        zero = images.new_zeros(())
+        if self.localizer is None:
+            return None, zero, {}
+        image = images[:, self.config.scene.camera]
+        if env_state is None:
+            return self.scene_in(self.localizer(image, lang_n) / SCALE_M)[:, None], zero, {}
+        loss, pred = self.localizer.loss(image, lang_n, env_state)
+        known = torch.isfinite(env_state).all(-1, keepdim=True)
+        noise = torch.randn(env_state.shape, generator=generator).to(env_state.device)
+        teacher = torch.nan_to_num(env_state) + self.config.scene.teacher_noise_m * noise
+        fed = torch.where(known, teacher, pred.detach())
+        logs = {}
+        if bool(known.any()):
+            err = (pred.detach() - env_state)[known[:, 0]]
+            logs = {'scene_rmse_m': float(err.pow(2).mean().sqrt())}
+        token = self.scene_in(fed / SCALE_M)[:, None]
+        return token, self.config.scene.loss_weight * loss, logs
+
+    def scene_target(self, batch: Batch) -> torch.Tensor | None:
+        """``batch.env_state``; an error where the localizer would otherwise not learn."""
+        if self.localizer is not None and batch.env_state is None:
+            raise ValueError(
+                'scene.localizer learns from observation.environment_state; the data has none'
+            )
+        return batch.env_state
 
     @abstractmethod
     def compute_loss(

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from vla_core.config import Config, ConfigError, param
 
-__all__ = ['FeaturesConfig', 'TrunkConfig', 'VisionConfig']
+__all__ = ['FeaturesConfig', 'SceneConfig', 'TrunkConfig', 'VisionConfig']
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -21,7 +21,7 @@ class FeaturesConfig(Config):
     dt: float = param(0.05, description='time between chunk targets [s]', range=(1e-4, 10.0))
     lang_dim: int = param(384, description='instruction embedding size', range=(1, 4096))
     env_state_dim: int = param(
-        0, description='privileged scene state in the data (auxiliary target only); 0 = none',
+        0, description='privileged scene state in the data (a training target only); 0 = none',
         range=(0, 256),
     )  # fmt: skip
     joint_names: tuple[str, ...] = param(
@@ -93,3 +93,28 @@ class TrunkConfig(Config):
     def validate(self) -> None:
         if self.d_model % self.num_heads:
             raise ConfigError('num_heads', f'must divide d_model={self.d_model}')
+
+
+@dataclass(frozen=True, kw_only=True)
+class SceneConfig(Config):
+    """Object-centric perception, learned from the scene state simulated datasets record."""
+
+    localizer: bool = param(
+        False,
+        description='learn where the instructed object and the goal are, from one camera, '
+        'supervised by observation.environment_state (object xy, goal xy); the estimate is one '
+        'more trunk token. Training needs that state; the deployed graph does not',
+    )
+    camera: int = param(0, description='index of the fixed camera it looks through', range=(0, 7))
+    width: int = param(16, description='channels of its convolutions', range=(4, 256))
+    num_slots: int = param(
+        3, description='candidate objects the instruction chooses among', range=(1, 32)
+    )
+    loss_weight: float = param(1.0, description='weight of its loss', range=(0.0, 100.0))
+    teacher_noise_m: float = param(
+        0.005,
+        description='training: where the scene state is recorded, the trunk token gets it plus '
+        'Gaussian noise of this std [m] rather than the estimate, so the action expert learns '
+        'from exact positions and tolerates small errors',
+        range=(0.0, 0.1),
+    )

@@ -6,7 +6,12 @@ from dataclasses import dataclass
 
 from vla_core.config import Config, param
 from vla_learning.policies.act.configuration_act import ACTConfig
-from vla_learning.policies.configuration_common import FeaturesConfig, TrunkConfig, VisionConfig
+from vla_learning.policies.configuration_common import (
+    FeaturesConfig,
+    SceneConfig,
+    TrunkConfig,
+    VisionConfig,
+)
 from vla_learning.policies.flow.configuration_flow import FlowConfig
 
 __all__ = ['POLICY_TYPES', 'PolicyConfig']
@@ -32,10 +37,6 @@ class PolicyConfig(Config):
         'state), which normalizes to a much finer scale than absolute targets; needs the '
         'state and action joints to be the same, in the same order',
     )
-    env_state_loss_weight: float = param(
-        0.0,
-        description='weight of the auxiliary loss that predicts the privileged scene state (the '
-        "instructed block's and the target's position, in simulated data) from the "
-        "instruction token's trunk output; 0 = off. Training only: the deployed graph is the same",
-        range=(0.0, 100.0),
+    scene: SceneConfig = param(
+        default_factory=SceneConfig, description='object-centric scene localizer (optional)'
     )

@@ -57,7 +57,9 @@ class ACTPolicy(Policy):
         f, d = config.features, config.trunk.d_model
         self.style_encoder = StyleEncoder(config)
         self.latent_in = nn.Linear(config.act.latent_dim, d)
-        self.encoder = ObservationEncoder(f, config.vision, config.trunk, num_extra_tokens=1)
+        self.encoder = ObservationEncoder(
+            f, config.vision, config.trunk, num_extra_tokens=1 + self.num_scene_tokens
+        )
         self.queries = nn.Parameter(torch.randn(1, f.horizon, d) * 0.02)
         self.decoder = nn.ModuleList(
             TransformerBlock(
@@ -72,18 +74,23 @@ class ACTPolicy(Policy):
         self,
         images: torch.Tensor,
         state_n: torch.Tensor,
-        lang_emb: torch.Tensor,
+        lang_n: torch.Tensor,
         z: torch.Tensor,
         vision_features: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalized chunk ``(B, H, A)`` and the trunk's memory."""
+        generator: torch.Generator | None = None,
+        env_state: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+        """Normalized chunk ``(B, H, A)``, the localizer's loss and logs (see
+        :meth:`scene_tokens`)."""
         extra = self.latent_in(z)[:, None]
-        lang = self.normalizer.normalize_lang(lang_emb)
-        memory = self.encoder(images, state_n, lang, extra, vision_features)
+        scene, scene_loss, logs = self.scene_tokens(images, lang_n, env_state, generator)
+        if scene is not None:
+            extra = torch.cat([extra, scene], 1)
+        memory = self.encoder(images, state_n, lang_n, extra, vision_features)
         h = self.queries.expand(state_n.shape[0], -1, -1)
         for block in self.decoder:
             h = block(h, memory)
-        return self.action_out(self.norm(h)), memory
+        return self.action_out(self.norm(h)), scene_loss, logs
 
     def compute_loss(
         self, batch: Batch, generator: torch.Generator | None = None
@@ -93,11 +100,13 @@ class ACTPolicy(Policy):
         mu, logvar = self.style_encoder(state_n, actions)
         eps = torch.randn(mu.shape, generator=generator).to(mu.device)
         z = mu + (0.5 * logvar).exp() * eps
-        pred, memory = self._decode(batch.images, state_n, batch.lang_emb, z, batch.vision_features)
+        pred, scene_loss, logs = self._decode(
+            batch.images, state_n, self.normalizer.normalize_lang(batch.lang_emb), z,
+            batch.vision_features, generator, self.scene_target(batch),
+        )  # fmt: skip
         l1 = F.l1_loss(pred, actions)
         kl = (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp())).sum(-1).mean()
-        aux, logs = self.env_state_loss(memory, batch)
-        loss = l1 + self.config.act.kl_weight * kl + aux
+        loss = l1 + self.config.act.kl_weight * kl + scene_loss
         return loss, {'l1': float(l1.detach()), 'kl': float(kl.detach()), **logs}
 
     def predict_chunk(
@@ -111,5 +120,6 @@ class ACTPolicy(Policy):
         del noise  # deterministic at inference: z is the prior mean
         z = torch.zeros(state.shape[0], self.config.act.latent_dim, device=state.device)
         state_n = self.normalizer.normalize_state(state)
-        pred, _ = self._decode(images, state_n, lang_emb, z, vision_features)
+        lang_n = self.normalizer.normalize_lang(lang_emb)
+        pred, _, _ = self._decode(images, state_n, lang_n, z, vision_features)
         return self.normalizer.unnormalize_actions(pred, state)

@@ -58,7 +58,9 @@ class FlowMatchingPolicy(Policy):
     def __init__(self, config: PolicyConfig, stats: NormStats | None = None) -> None:
         super().__init__(config, stats)
         f = config.features
-        self.encoder = ObservationEncoder(f, config.vision, config.trunk)
+        self.encoder = ObservationEncoder(
+            f, config.vision, config.trunk, num_extra_tokens=self.num_scene_tokens
+        )
         self.expert = ActionExpert(f.horizon, f.action_dim, config.trunk.d_model, config)
 
     def _sample_time(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
@@ -82,16 +84,16 @@ class FlowMatchingPolicy(Policy):
         t = self._sample_time(b, generator).to(actions.device)
         x_t = t[:, None, None] * noise + (1.0 - t[:, None, None]) * actions
         state_n = self.normalizer.normalize_state(batch.state)
+        lang_n = self.normalizer.normalize_lang(batch.lang_emb)
+        scene, scene_loss, logs = self.scene_tokens(
+            batch.images, lang_n, self.scene_target(batch), generator
+        )
         memory = self.encoder(
-            batch.images,
-            state_n,
-            self.normalizer.normalize_lang(batch.lang_emb),
-            vision_features=batch.vision_features,
+            batch.images, state_n, lang_n, scene, vision_features=batch.vision_features
         )
         v = self.expert(x_t, t, memory)
         flow_mse = F.mse_loss(v, noise - actions)
-        aux, logs = self.env_state_loss(memory, batch)
-        return flow_mse + aux, {'flow_mse': float(flow_mse.detach()), **logs}
+        return flow_mse + scene_loss, {'flow_mse': float(flow_mse.detach()), **logs}
 
     def predict_chunk(
         self,
@@ -103,10 +105,13 @@ class FlowMatchingPolicy(Policy):
     ) -> torch.Tensor:
         if noise is None:
             noise = self.sample_noise(state.shape[0]).to(state.device)
+        lang_n = self.normalizer.normalize_lang(lang_emb)
+        scene, _, _ = self.scene_tokens(images, lang_n)
         memory = self.encoder(
             images,
             self.normalizer.normalize_state(state),
-            self.normalizer.normalize_lang(lang_emb),
+            lang_n,
+            scene,
             vision_features=vision_features,
         )
         steps = self.config.flow.num_steps
