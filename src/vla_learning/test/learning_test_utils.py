@@ -41,7 +41,7 @@ def tiny_localizing_policy(
     cfg = tiny_config(policy_type)
     cfg = cfg.replace(
         features=cfg.features.replace(env_state_dim=4),
-        scene={'localizer': True, 'width': 4, 'num_slots': 2, **scene},
+        scene={'localizer': True, 'width': 4, **scene},
     )
     torch.manual_seed(seed)
     return make_policy(cfg, data.norm_stats())

@@ -214,7 +214,7 @@ def test_scene_localizer_finds_the_named_object_in_layouts_it_never_saw() -> Non
     gen = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
     lang = torch.tensor([[1.0, -1.0], [-1.0, 1.0]])  # two centred instruction embeddings
-    localizer = SceneLocalizer(SceneConfig(localizer=True, width=8, num_slots=2), 32, 2)
+    localizer = SceneLocalizer(SceneConfig(localizer=True, width=8), 32, 2)
     opt = torch.optim.Adam(localizer.parameters(), lr=3e-3)
     images, which, target = _coloured_scenes(256, gen)
     for _ in range(400):
