@@ -6,7 +6,7 @@ given the true positions instead succeeds in 50 of 60 episodes (``state_oracle``
 is built to generalize across layouts: convolutions at stride 2 (cells of about 1 cm on the table
 at 96 px) end in two heatmaps, the named object's and the goal's, whose spatial-softmax positions
 (sub-cell precise) a tiny per-point map turns into table coordinates. Nothing in it can memorize
-a layout. The instruction FiLM-modulates the last convolution (as RT-1 conditions its
+a layout. The instruction FiLM-modulates every convolution (as RT-1 conditions its
 EfficientNet), which is how "red" comes to light up the red block.
 """
 
@@ -42,11 +42,13 @@ class SceneLocalizer(nn.Module):
         self.lang = nn.Sequential(
             nn.LayerNorm(lang_dim), nn.Linear(lang_dim, d), nn.GELU(), nn.Linear(d, d)
         )
-        # Near-zero init: training starts from almost unconditioned heatmaps (exactly zero
-        # would leave the instruction MLP without gradient at the first step).
-        self.film = nn.Linear(d, 2 * 2 * w)
-        nn.init.normal_(self.film.weight, std=1e-3)
-        nn.init.zeros_(self.film.bias)
+        # FiLM on every convolution: on the first, the instruction can pick a colour straight
+        # from the pixels. Near-zero init: training starts from almost unconditioned heatmaps
+        # (exactly zero would leave the instruction MLP without gradient at the first step).
+        self.films = nn.ModuleList(nn.Linear(d, 2 * conv.out_channels) for conv in self.convs)
+        for film in self.films:
+            nn.init.normal_(film.weight, std=1e-3)
+            nn.init.zeros_(film.bias)
         self.heatmaps = nn.Conv2d(2 * w, 2, 1)  # the named object, the goal
         g = -(-image_size // 2)
         c = (torch.arange(g, dtype=torch.float32) + 0.5) / g * 2 - 1
@@ -58,12 +60,10 @@ class SceneLocalizer(nn.Module):
 
     def forward(self, image: torch.Tensor, lang: torch.Tensor) -> torch.Tensor:
         h = (image - 0.5) / 0.25
-        for i, conv in enumerate(self.convs):
-            h = conv(h)
-            if i == len(self.convs) - 1:
-                gain, bias = self.film(self.lang(lang))[..., None, None].chunk(2, dim=1)
-                h = h * (1.0 + gain) + bias
-            h = F.gelu(h)
+        condition = self.lang(lang)
+        for conv, film in zip(self.convs, self.films, strict=True):
+            gain, bias = film(condition)[..., None, None].chunk(2, dim=1)
+            h = F.gelu(conv(h) * (1.0 + gain) + bias)
         attn = self.heatmaps(h).flatten(2).softmax(-1)  # (B, 2, h * w)
         uv = attn @ self.grid  # (B, 2, 2) expected image positions in [-1, 1]
         return torch.cat([self.object_map(uv[:, 0]), self.goal_map(uv[:, 1])], -1)
