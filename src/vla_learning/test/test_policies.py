@@ -462,6 +462,25 @@ def test_checkpoints_without_instruction_stats_still_load(tiny_data, tmp_path) -
     torch.testing.assert_close(loaded.normalizer.normalize_lang(x), x)
 
 
+def test_checkpoints_with_the_retired_auxiliary_head_still_load(tiny_data, tmp_path) -> None:
+    """The trunk-token scene-state head (training only) was replaced by the localizer."""
+    train, _ = tiny_data
+    policy = tiny_policy('flow', train)
+    path = save_checkpoint(tmp_path / 'aux.pt', policy, step=1)
+    ckpt = torch.load(path, weights_only=True)
+    ckpt['policy_config']['env_state_loss_weight'] = 0.5
+    ckpt['model']['env_state_head.0.weight'] = torch.zeros(32, 32)
+    torch.save(ckpt, path)
+    loaded = load_policy(path)
+    b = first_batch(train, 2)
+    noise = policy.sample_noise(2)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            loaded.predict_chunk(b.images, b.state, b.lang_emb, noise),
+            policy.eval().predict_chunk(b.images, b.state, b.lang_emb, noise),
+        )
+
+
 @pytest.mark.parametrize('policy_type', ['flow', 'act'])
 def test_cached_backbone_features_give_the_same_chunk(policy_type: str, tiny_data) -> None:
     """Validation reuses the features cached for training instead of re-running the backbone."""

@@ -54,8 +54,15 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = 'cpu') 
     return data
 
 
+# The auxiliary scene-state head on the trunk (training only, never exported), replaced by
+# scene.localizer: checkpoints that carry its setting and weights still load, without them.
+_RETIRED_CONFIG = ('env_state_loss_weight',)
+_RETIRED_WEIGHTS = ('env_state_head.',)
+
+
 def policy_config_of(checkpoint: dict[str, Any]) -> PolicyConfig:
-    return config_from_flat(PolicyConfig, checkpoint['policy_config'])
+    flat = {k: v for k, v in checkpoint['policy_config'].items() if k not in _RETIRED_CONFIG}
+    return config_from_flat(PolicyConfig, flat)
 
 
 def load_policy(
@@ -73,7 +80,8 @@ def load_policy(
     if not pretrained_backbone and config.vision.pretrained:
         config = config.replace(vision=config.vision.replace(pretrained=False))
     policy = make_policy(config)
-    policy.load_state_dict(ckpt['model'])
+    state = {k: v for k, v in ckpt['model'].items() if not k.startswith(_RETIRED_WEIGHTS)}
+    policy.load_state_dict(state)
     return policy.to(map_location).eval()
 
 
