@@ -1,6 +1,7 @@
 from dataclasses import dataclass
 
 import pytest
+import yaml
 
 from vla_core.config import (
     Config,
@@ -58,6 +59,15 @@ def test_invalid_values_name_the_field(kwargs, field, fragment):
         Ctrl(**{**base, **kwargs})
     assert info.value.field == field
     assert fragment in str(info.value)
+
+
+def test_yaml11_exponent_strings_are_floats():
+    """PyYAML (YAML 1.1) reads ``lr: 1e-3`` as the string '1e-3'; it means a number."""
+    data = yaml.safe_load('rate_hz: 1e3\njoints: [a, b]')
+    assert data['rate_hz'] == '1e3'
+    assert config_from_dict(Ctrl, data).rate_hz == 1000.0
+    with pytest.raises(ConfigError, match='expected float'):
+        config_from_dict(Ctrl, {'rate_hz': '1e', 'joints': ['a', 'b']})
 
 
 def test_cross_field_validation_and_nested_range():

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 import dataclasses
 import math
+import re
 import typing
 from typing import Any, TypeVar
 
@@ -132,6 +133,9 @@ def _tuple_element(tp: Any) -> type | None:
     return None
 
 
+_YAML11_EXPONENT = re.compile(r'[-+]?[0-9]+(\.[0-9]*)?[eE][-+]?[0-9]+')
+
+
 def _coerce_scalar(name: str, tp: type, value: Any) -> Any:
     if tp is bool:
         if isinstance(value, bool):
@@ -140,6 +144,8 @@ def _coerce_scalar(name: str, tp: type, value: Any) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif tp is float:
+        if isinstance(value, str) and _YAML11_EXPONENT.fullmatch(value.strip()):
+            value = float(value)  # YAML 1.1 reads '1e-3' (no dot) as a string
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if math.isnan(value):
                 raise ConfigError(name, 'is NaN')
