@@ -8,7 +8,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-__all__ = ['Attention', 'TransformerBlock', 'sinusoidal_embedding']
+__all__ = ['Attention', 'TransformerBlock', 'cell_centres', 'sinusoidal_embedding']
 
 
 class Attention(nn.Module):
@@ -79,3 +79,11 @@ def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 100.0) -
     if dim % 2:
         emb = F.pad(emb, (0, 1))
     return emb
+
+
+def cell_centres(grid: int) -> torch.Tensor:
+    """Centres of a ``grid x grid`` feature map in [-1, 1], ``(grid * grid, 2)`` as (x, y), row
+    major: a spatial softmax over the flattened map times this is its expected position."""
+    c = (torch.arange(grid, dtype=torch.float32) + 0.5) / grid * 2 - 1
+    yy, xx = torch.meshgrid(c, c, indexing='ij')
+    return torch.stack([xx, yy], -1).reshape(-1, 2)

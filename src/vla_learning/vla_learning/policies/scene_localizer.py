@@ -17,6 +17,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from vla_learning.policies.configuration_common import SceneConfig
+from vla_learning.policies.layers import cell_centres
 
 __all__ = ['SceneLocalizer']
 
@@ -50,10 +51,8 @@ class SceneLocalizer(nn.Module):
             nn.init.normal_(film.weight, std=1e-3)
             nn.init.zeros_(film.bias)
         self.heatmaps = nn.Conv2d(2 * w, 2, 1)  # the named object, the goal
-        g = -(-image_size // 2)
-        c = (torch.arange(g, dtype=torch.float32) + 0.5) / g * 2 - 1
-        yy, xx = torch.meshgrid(c, c, indexing='ij')
-        self.register_buffer('grid', torch.stack([xx, yy], -1).reshape(-1, 2), persistent=False)
+        grid = -(-image_size // 2)  # the stride-2 convolution's output side
+        self.register_buffer('grid', cell_centres(grid), persistent=False)
         # Image position -> table position; the camera is fixed, so each is one smooth map.
         self.object_map = _point_map()
         self.goal_map = _point_map()

@@ -15,6 +15,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from vla_learning.policies.configuration_common import VisionConfig
+from vla_learning.policies.layers import cell_centres
 
 __all__ = ['VisionEncoder', 'load_efficientnet_lite0']
 
@@ -139,10 +140,7 @@ class _SpatialKeypoints(nn.Module):
         if self.film is not None:
             nn.init.zeros_(self.film.weight)
             nn.init.zeros_(self.film.bias)
-        # Cell centres in [-1, 1], (h*w, 2) as (x, y).
-        c = (torch.arange(grid, dtype=torch.float32) + 0.5) / grid * 2 - 1
-        yy, xx = torch.meshgrid(c, c, indexing='ij')
-        self.register_buffer('pos_grid', torch.stack([xx, yy], -1).reshape(-1, 2), persistent=False)
+        self.register_buffer('pos_grid', cell_centres(grid), persistent=False)
         self.freqs = 4  # Fourier features of (x, y): sin/cos at pi * 2^k, k < freqs
         self.value = nn.Linear(channels, dim)
         self.where = nn.Sequential(nn.Linear(4 * self.freqs, dim), nn.GELU(), nn.Linear(dim, dim))
