@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from learning_test_utils import first_batch, tiny_config, tiny_localizing_policy, tiny_policy
+from learning_test_utils import (
+    coloured_scenes,
+    first_batch,
+    tiny_config,
+    tiny_localizing_policy,
+    tiny_policy,
+)
 from vla_learning.normalization import NormStats
 from vla_learning.policies.base import Policy
 from vla_learning.policies.configuration_common import SceneConfig
@@ -186,28 +192,6 @@ def test_scene_localizer_needs_the_scene_state_and_an_existing_camera(tiny_data)
         make_policy(cfg, train.norm_stats())
 
 
-def _coloured_scenes(n: int, gen: torch.Generator) -> tuple[torch.Tensor, ...]:
-    """32 px scenes: a red and a green 4 px square, a yellow 6 px goal, anywhere; instruction
-    0 names red, 1 green. Target: the named square's and the goal's centre, scaled to metres."""
-    images = torch.full((n, 3, 32, 32), 0.8)
-    which = torch.randint(2, (n,), generator=gen)
-    target = torch.empty(n, 4)
-    colours = (torch.tensor([0.9, 0.1, 0.1]), torch.tensor([0.1, 0.8, 0.1]))
-    for i in range(n):
-        corners = []
-        while len(corners) < 3:  # non-overlapping
-            c = torch.randint(0, 26, (2,), generator=gen)
-            if all((c - o).abs().max() >= 7 for o in corners):
-                corners.append(c)
-        for k, (y, x) in enumerate(corners):
-            size = 6 if k == 2 else 4
-            colour = torch.tensor([0.9, 0.9, 0.1]) if k == 2 else colours[k]
-            images[i, :, y : y + size, x : x + size] = colour[:, None, None]
-        named, goal = corners[int(which[i])] + 2.0, corners[2] + 3.0
-        target[i] = torch.cat([named.flip(0), goal.flip(0)]) * 0.01  # (x, y), 1 cm per px
-    return images, which, target
-
-
 def test_scene_localizer_finds_the_named_object_in_layouts_it_never_saw() -> None:
     from vla_learning.policies.scene_localizer import SceneLocalizer
 
@@ -216,14 +200,14 @@ def test_scene_localizer_finds_the_named_object_in_layouts_it_never_saw() -> Non
     lang = torch.tensor([[1.0, -1.0], [-1.0, 1.0]])  # two centred instruction embeddings
     localizer = SceneLocalizer(SceneConfig(localizer=True, width=8), 32, 2)
     opt = torch.optim.Adam(localizer.parameters(), lr=3e-3)
-    images, which, target = _coloured_scenes(256, gen)
+    images, which, target = coloured_scenes(256, gen)
     for _ in range(400):
         idx = torch.randint(len(images), (32,), generator=gen)
         loss, _ = localizer.loss(images[idx], lang[which[idx]], target[idx])
         opt.zero_grad()
         loss.backward()
         opt.step()
-    images, which, target = _coloured_scenes(100, gen)  # new layouts
+    images, which, target = coloured_scenes(100, gen)  # new layouts
     with torch.no_grad():
         err = (localizer(images, lang[which]) - target).abs()
     assert float(err.median()) < 0.01  # a pixel; the layout spans 26

@@ -1,14 +1,16 @@
-"""Config loading, resume reproducibility, safe checkpoint loading, the CLIs end to end."""
+"""Config loading, resume reproducibility, safe checkpoint loading, localizer pretraining, the
+CLIs end to end."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pickle
 
 import pytest
 import torch
 
-from learning_test_utils import TINY_YAML
+from learning_test_utils import TINY_YAML, coloured_scene_data
 from vla_core.config import ConfigError
 from vla_learning.training.checkpoint import load_checkpoint
 from vla_learning.training.configuration_train import load_experiment
@@ -81,3 +83,49 @@ def test_train_and_export_clis(tmp_path) -> None:
     for name in ('model.onnx', 'policy_spec.json', 'parity.json', 'observations.npz'):
         assert (out / name).is_file(), name
     assert json.loads((out / 'parity.json').read_text())['passed'] is True
+
+
+def test_pretrained_localizer_is_grounded_then_frozen_through_training_and_resume(
+    tiny_data, tmp_path
+) -> None:
+    gen = torch.Generator().manual_seed(0)
+    data = coloured_scene_data(256, gen, tiny_data[0]), coloured_scene_data(64, gen, tiny_data[0])
+    over = {
+        'policy.scene.localizer': True, 'policy.scene.width': 8, 'policy.scene.pretrain_steps': 400,
+        'policy.scene.pretrain_lr': 3e-3, 'train.batch_size': 32, 'train.steps': 4,
+        'train.checkpoint_every': 2,
+    }  # fmt: skip
+    trainer = _trainer(tmp_path / 'a', data, **over)
+    localizer = trainer.policy.localizer
+    assert not any(id(p) in {id(q) for q in localizer.parameters()} for p in trainer.params)
+    trainer.pretrain_localizer()
+    pretrained = {k: v.clone() for k, v in localizer.state_dict().items()}
+    losses = trainer.history['scene_pretrain_loss']
+    assert len(losses) == 400 and sum(losses[-20:]) < 0.05 * sum(losses[:20])
+    # Grounded on new layouts: the named square and the goal within a pixel (1 cm).
+    assert max(trainer.history['scene_val_median_m']) < 0.01
+    trunk_before = trainer.policy.scene_in[0].weight.clone()
+    history = trainer.fit()
+    assert len(history['scene_pretrain_loss']) == 400  # fit does not pretrain twice
+    for name, value in localizer.state_dict().items():
+        torch.testing.assert_close(value, pretrained[name], rtol=0, atol=0, msg=name)
+    assert not torch.equal(trainer.policy.scene_in[0].weight, trunk_before)  # the policy learns
+    _, logs = trainer.policy.compute_loss(data[0].batch(torch.arange(4)))
+    assert 'scene_rmse_m' not in logs  # frozen and teacher-fed: the localizer does not run
+
+    resumed = _trainer(tmp_path / 'b', data, **{**over, 'train.steps': 6})
+    resumed.fit(resume=tmp_path / 'a' / 'last.pt')
+    assert len(resumed.history['scene_pretrain_loss']) == 400  # not pretrained again
+    for name, value in resumed.policy.localizer.state_dict().items():
+        torch.testing.assert_close(value, pretrained[name], rtol=0, atol=0, msg=name)
+
+
+def test_pretraining_the_localizer_needs_the_scene_state(tiny_data, tmp_path) -> None:
+    train, val = tiny_data
+    features = train.features.replace(env_state_dim=4)
+    data = tuple(dataclasses.replace(d, features=features) for d in (train, val))
+    trainer = _trainer(
+        tmp_path, data, **{'policy.scene.localizer': True, 'policy.scene.pretrain_steps': 2}
+    )
+    with pytest.raises(ValueError, match='environment_state'):
+        trainer.fit()

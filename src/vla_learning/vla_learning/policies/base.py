@@ -100,17 +100,23 @@ class Policy(nn.Module, ABC):
         """The localizer's trunk token ``(B, 1, D)`` (None without a localizer), its weighted
         loss and logs. With ``env_state`` (training) the loss is taken, and rows where the
         state is recorded feed it (plus ``teacher_noise_m`` noise) to the token instead of the
-        estimate; without (inference) the token is the estimate."""
+        estimate; without (inference) the token is the estimate. A frozen (pretrained)
+        localizer has no loss here."""
         zero = images.new_zeros(())
         if self.localizer is None:
             return None, zero, {}
         image = images[:, self.config.scene.camera]
         if env_state is None:
             return self.scene_in(self.localizer(image, lang_n) / SCALE_M)[:, None], zero, {}
-        loss, pred = self.localizer.loss(image, lang_n, env_state)
         known = torch.isfinite(env_state).all(-1, keepdim=True)
         noise = torch.randn(env_state.shape, generator=generator).to(env_state.device)
         teacher = torch.nan_to_num(env_state) + self.config.scene.teacher_noise_m * noise
+        frozen = not any(p.requires_grad for p in self.localizer.parameters())
+        if frozen and bool(known.all()):  # pretrained: no loss, and every row is teacher-fed
+            return self.scene_in(teacher / SCALE_M)[:, None], zero, {}
+        loss, pred = self.localizer.loss(image, lang_n, env_state)
+        if frozen:  # its loss is no longer the policy's to lower
+            loss = zero
         fed = torch.where(known, teacher, pred.detach())
         logs = {}
         if bool(known.any()):

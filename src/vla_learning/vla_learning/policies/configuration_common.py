@@ -115,3 +115,13 @@ class SceneConfig(Config):
         'from exact positions and tolerates small errors',
         range=(0.0, 0.1),
     )
+    pretrain_steps: int = param(
+        0,
+        description='steps that train the localizer alone, on its own loss and warm-up/cosine '
+        "schedule, before the policy; the policy's training then leaves it frozen (0: it "
+        "trains jointly with the policy, on the policy's schedule)",
+        range=(0, 1_000_000),
+    )
+    pretrain_lr: float = param(
+        1e-3, description='peak learning rate of that pretraining (AdamW)', range=(0.0, 1.0)
+    )

@@ -21,8 +21,9 @@ from vla_learning.policies.layers import cell_centres
 
 __all__ = ['SceneLocalizer']
 
-# Scene-state layout the localizer predicts: instructed object (x, y), goal (x, y) [m].
-SCENE_DIM = 4
+# Scene-state layout the localizer predicts [m].
+SCENE_NAMES = ('object_x', 'object_y', 'goal_x', 'goal_y')
+SCENE_DIM = len(SCENE_NAMES)
 # Typical spread of the positions [m]: brings the loss to about unit size.
 SCALE_M = 0.1
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -16,15 +18,10 @@ def plot_history(history: dict[str, list[float]], path: str | Path, title: str =
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    steps = np.asarray(history.get('step', []))
-    train = np.asarray(history.get('train_loss', []))
+    pretrain = np.asarray(history.get('scene_pretrain_loss', []))
+    fig, axes = plt.subplots(1, 3 if pretrain.size else 2, figsize=(16 if pretrain.size else 11, 4))
     ax = axes[0]
-    if train.size:
-        ax.plot(steps, train, alpha=0.3, color='C0', label='train loss')
-        k = max(1, min(25, train.size // 10))
-        smooth = np.convolve(train, np.ones(k) / k, mode='valid')
-        ax.plot(steps[k - 1 :], smooth, color='C0', label=f'train loss ({k}-step mean)')
+    _plot_noisy(ax, history.get('step', []), history.get('train_loss', []), 'C0', 'train loss')
     if history.get('val_step'):
         ax.plot(history['val_step'], history['val_loss'], 'o-', color='C1', label='val loss')
     ax.set_yscale('log')
@@ -43,9 +40,30 @@ def plot_history(history: dict[str, list[float]], path: str | Path, title: str =
     ax.set_xlabel('step')
     ax.legend()
     ax.grid(alpha=0.3)
+    if pretrain.size:
+        ax = axes[2]
+        _plot_noisy(ax, np.arange(1, pretrain.size + 1), pretrain, 'C3', 'localizer loss')
+        ax.set_yscale('log')
+        ax.set_xlabel('pretraining step (before step 0)')
+        ax.set_ylabel('scene localizer, (error / 0.1 m)^2')
+        ax.legend()
+        ax.grid(alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _plot_noisy(
+    ax: Any, steps: Sequence[float], values: Sequence[float], colour: str, label: str
+) -> None:
+    """A per-step curve, faint, under its running mean."""
+    steps, values = np.asarray(steps), np.asarray(values)
+    if not values.size:
+        return
+    ax.plot(steps, values, alpha=0.3, color=colour, label=label)
+    k = max(1, min(25, values.size // 10))
+    smooth = np.convolve(values, np.ones(k) / k, mode='valid')
+    ax.plot(steps[k - 1 :], smooth, color=colour, label=f'{label} ({k}-step mean)')

@@ -14,11 +14,26 @@ from vla_core.config import config_to_flat
 from vla_learning.data.dataset import ChunkDataset
 from vla_learning.policies.base import Batch, Policy
 from vla_learning.policies.factory import make_policy
+from vla_learning.policies.scene_localizer import SCENE_NAMES
 from vla_learning.training.checkpoint import load_checkpoint, save_checkpoint
 from vla_learning.training.configuration_train import ExperimentConfig
 from vla_learning.training.distributed import DistContext, init_distributed
 
-__all__ = ['Trainer', 'make_datasets']
+__all__ = ['Trainer', 'make_datasets', 'warmup_cosine']
+
+# The localizer's pretraining: the share of its steps spent warming up, and its cosine floor.
+PRETRAIN_WARMUP = 0.05
+PRETRAIN_FLOOR = 0.01
+
+
+def warmup_cosine(step: int, peak: float, warmup: int, total: int, floor_ratio: float) -> float:
+    """Learning rate at ``step``: linear warm-up to ``peak``, then cosine down to
+    ``floor_ratio * peak`` at ``total``."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    cos = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return peak * (floor_ratio + (1 - floor_ratio) * cos)
 
 
 def make_datasets(cfg: ExperimentConfig) -> tuple[ChunkDataset, ChunkDataset]:
@@ -74,6 +89,12 @@ class Trainer:
                     dataset.cache_vision_features(
                         vision, self.device, progress=tc.progress and self.dist.is_main
                     )
+        localizer = self.policy.localizer
+        self.pretrain_localizer_steps = (
+            0 if localizer is None else self.cfg.policy.scene.pretrain_steps
+        )
+        if localizer is not None and self.pretrain_localizer_steps:
+            localizer.requires_grad_(False)  # trained by pretrain_localizer alone
         self.params = [p for p in self.policy.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(
             self.params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay
@@ -88,17 +109,14 @@ class Trainer:
         self.history: dict[str, list[float]] = {
             'step': [], 'train_loss': [], 'lr': [],
             'val_step': [], 'val_loss': [], 'val_action_mse': [],
+            'scene_pretrain_loss': [], 'scene_val_median_m': [],
         }  # fmt: skip
 
     # ---- schedule -------------------------------------------------------------------------
     def lr_at(self, step: int) -> float:
         """Linear warm-up, then cosine down to ``min_lr_ratio * lr``."""
-        o, total = self.cfg.optim, self.cfg.train.steps
-        if step < o.warmup_steps:
-            return o.lr * (step + 1) / o.warmup_steps
-        progress = (step - o.warmup_steps) / max(1, total - o.warmup_steps)
-        cos = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-        return o.lr * (o.min_lr_ratio + (1 - o.min_lr_ratio) * cos)
+        o = self.cfg.optim
+        return warmup_cosine(step, o.lr, o.warmup_steps, self.cfg.train.steps, o.min_lr_ratio)
 
     # ---- checkpoints ----------------------------------------------------------------------
     def save(self, path: Path) -> Path:
@@ -120,7 +138,8 @@ class Trainer:
         self.policy.load_state_dict(ckpt['model'])
         self.optimizer.load_state_dict(ckpt['optimizer'])
         self.step = int(ckpt['step'])
-        self.history = {k: list(v) for k, v in ckpt['history'].items()}
+        # Keys newer than the checkpoint start empty.
+        self.history.update({k: list(v) for k, v in ckpt['history'].items()})
         torch.set_rng_state(ckpt['rng']['torch'])
         if self.dist.is_main:
             self.generator.set_state(ckpt['rng']['generator'])
@@ -128,6 +147,83 @@ class Trainer:
             self.generator.manual_seed(self.cfg.train.seed + 7919 * self.dist.rank + self.step)
         if 'cuda' in ckpt['rng'] and torch.cuda.is_available():
             torch.cuda.set_rng_state(ckpt['rng']['cuda'])
+
+    # ---- localizer pretraining -------------------------------------------------------------
+    def pretrain_localizer(self) -> None:
+        """Train the scene localizer alone on its loss (``scene.pretrain_steps`` at its own
+        warm-up/cosine schedule), then leave it frozen for the policy's training.
+
+        Inside the policy's schedule the named block took longer than the policy to ground
+        and was seed-sensitive; alone, at a higher rate, it is minutes on a CPU. Every DDP rank
+        runs the same seeded steps; rank 0's weights are broadcast at the end regardless.
+        """
+        from tqdm.auto import tqdm
+
+        localizer, scene, tc = self.policy.localizer, self.cfg.policy.scene, self.cfg.train
+        assert localizer is not None
+        if self.train_set.env_state is None:
+            raise ValueError(
+                'scene.pretrain_steps trains the localizer on observation.environment_state; '
+                'the data has none'
+            )
+        steps, camera = self.pretrain_localizer_steps, scene.camera
+        localizer.requires_grad_(True)
+        localizer.train()
+        params = list(localizer.parameters())
+        optimizer = torch.optim.AdamW(
+            params, lr=scene.pretrain_lr, weight_decay=self.cfg.optim.weight_decay
+        )
+        generator = torch.Generator().manual_seed(tc.seed + 104_729)
+        warmup = max(1, int(PRETRAIN_WARMUP * steps))
+        bar = tqdm(
+            range(steps), desc='pretrain localizer', dynamic_ncols=True,
+            disable=not (self.dist.is_main and tc.progress),
+        )  # fmt: skip
+        for step in bar:
+            lr = warmup_cosine(step, scene.pretrain_lr, warmup, steps, PRETRAIN_FLOOR)
+            for group in optimizer.param_groups:
+                group['lr'] = lr
+            index = torch.randint(len(self.train_set), (tc.batch_size,), generator=generator)
+            batch = self.train_set.batch(index).to(self.device)
+            lang_n = self.policy.normalizer.normalize_lang(batch.lang_emb)
+            loss, _ = localizer.loss(batch.images[:, camera], lang_n, batch.env_state)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.cfg.optim.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, self.cfg.optim.grad_clip)
+            optimizer.step()
+            value = float(loss.detach())
+            self.history['scene_pretrain_loss'].append(value)
+            if (step + 1) % tc.log_every == 0:
+                bar.set_postfix(loss=f'{value:.4f}', lr=f'{lr:.1e}')
+        localizer.requires_grad_(False)
+        localizer.eval()
+        if self.dist.enabled:
+            for tensor in localizer.state_dict().values():
+                torch.distributed.broadcast(tensor, src=0)
+        median = self.localizer_error(self.val_set)
+        self.history['scene_val_median_m'] = median
+        if self.dist.is_main:
+            named = ', '.join(
+                f'{n} {v * 100:.2f}' for n, v in zip(SCENE_NAMES, median, strict=True)
+            )
+            bar.write(f'localizer, validation median abs error [cm]: {named}')
+
+    @torch.no_grad()
+    def localizer_error(self, dataset: ChunkDataset) -> list[float]:
+        """Median absolute error [m] of the localizer per scene coordinate on ``dataset``'s
+        frames with a recorded scene state."""
+        localizer = self.policy.localizer
+        assert localizer is not None and dataset.env_state is not None
+        errors = []
+        for index in torch.arange(len(dataset)).split(self.cfg.train.batch_size):
+            batch = dataset.batch(index).to(self.device)
+            lang_n = self.policy.normalizer.normalize_lang(batch.lang_emb)
+            pred = localizer(batch.images[:, self.cfg.policy.scene.camera], lang_n)
+            errors.append((pred - batch.env_state).abs().cpu())
+        error = torch.cat(errors)
+        error = error[torch.isfinite(error).all(-1)]
+        return error.median(0).values.tolist() if len(error) else [math.nan] * error.shape[1]
 
     # ---- loop -----------------------------------------------------------------------------
     def train_step(self) -> float:
@@ -199,6 +295,8 @@ class Trainer:
             total=tc.steps, initial=self.step, disable=not (main and tc.progress),
             desc=f'train {self.cfg.policy.type}', dynamic_ncols=True,
         )  # fmt: skip
+        if self.pretrain_localizer_steps and not self.history['scene_pretrain_loss']:
+            self.pretrain_localizer()
         if main and self.step == 0:
             self.validate()  # the untrained baseline starts the validation curve
         running: list[float] = []
