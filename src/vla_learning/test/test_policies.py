@@ -213,6 +213,30 @@ def test_scene_localizer_finds_the_named_object_in_layouts_it_never_saw() -> Non
     assert float(err.median()) < 0.01  # a pixel; the layout spans 26
 
 
+def test_scene_localizer_uses_each_streams_candidate_with_the_least_running_error() -> None:
+    from vla_learning.policies.scene_localizer import SceneLocalizer
+
+    torch.manual_seed(0)
+    localizer = SceneLocalizer(SceneConfig(localizer=True, width=4, candidates=3), 32, 2)
+    images, lang = torch.rand(5, 3, 32, 32), torch.randn(5, 2)
+    with torch.no_grad():
+        points = localizer.candidates(images, lang)  # (B, object/goal, candidate, xy)
+        localizer.candidate_error.copy_(torch.tensor([[0.3, 0.1, 0.2], [0.5, 0.4, 0.05]]))
+        torch.testing.assert_close(
+            localizer(images, lang), torch.cat([points[:, 0, 1], points[:, 1, 2]], -1)
+        )
+        target = points[:, :, 0].flatten(1)  # candidate 0 is exact in both streams
+        before = localizer.candidate_error.clone()
+        localizer.eval()
+        localizer.loss(images, lang, target)
+        assert torch.equal(localizer.candidate_error, before)  # evaluation leaves it
+        localizer.train()
+        for _ in range(300):  # no optimizer step: only the running error moves
+            localizer.loss(images, lang, target)
+    assert localizer.candidate_error.argmin(-1).tolist() == [0, 0]
+    assert float(localizer.candidate_error[:, 0].max()) < 0.01
+
+
 @pytest.mark.parametrize(
     ('stride', 'tail'),
     [(32, ('_blocks.15.', '_conv_head', '_bn1')), (16, ('_blocks.10.',)), (8, ('_blocks.10.',))],
