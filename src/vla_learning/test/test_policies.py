@@ -199,6 +199,7 @@ def test_scene_localizer_finds_the_named_object_in_layouts_it_never_saw() -> Non
     torch.manual_seed(0)
     lang = torch.tensor([[1.0, -1.0], [-1.0, 1.0]])  # two centred instruction embeddings
     localizer = SceneLocalizer(SceneConfig(localizer=True, width=8), 32, 2)
+    localizer.imprint(lang)  # as the trainer does with the training instructions
     opt = torch.optim.Adam(localizer.parameters(), lr=3e-3)
     images, which, target = coloured_scenes(256, gen)
     for _ in range(400):
@@ -213,28 +214,43 @@ def test_scene_localizer_finds_the_named_object_in_layouts_it_never_saw() -> Non
     assert float(err.median()) < 0.01  # a pixel; the layout spans 26
 
 
-def test_scene_localizer_uses_each_streams_candidate_with_the_least_running_error() -> None:
+def test_scene_localizer_uses_the_goal_candidate_with_the_least_running_error() -> None:
     from vla_learning.policies.scene_localizer import SceneLocalizer
 
     torch.manual_seed(0)
-    localizer = SceneLocalizer(SceneConfig(localizer=True, width=4, candidates=3), 32, 2)
+    localizer = SceneLocalizer(SceneConfig(localizer=True, width=4, goal_candidates=3), 32, 2)
     images, lang = torch.rand(5, 3, 32, 32), torch.randn(5, 2)
     with torch.no_grad():
-        points = localizer.candidates(images, lang)  # (B, object/goal, candidate, xy)
-        localizer.candidate_error.copy_(torch.tensor([[0.3, 0.1, 0.2], [0.5, 0.4, 0.05]]))
-        torch.testing.assert_close(
-            localizer(images, lang), torch.cat([points[:, 0, 1], points[:, 1, 2]], -1)
-        )
-        target = points[:, :, 0].flatten(1)  # candidate 0 is exact in both streams
-        before = localizer.candidate_error.clone()
+        goals = localizer.goal((images - 0.5) / 0.25)  # (B, candidate, xy)
+        localizer.goal_error.copy_(torch.tensor([0.5, 0.05, 0.4]))
+        torch.testing.assert_close(localizer(images, lang)[:, 2:], goals[:, 1])
+        target = torch.cat([torch.zeros(5, 2), goals[:, 0]], -1)  # candidate 0 is exact
         localizer.eval()
         localizer.loss(images, lang, target)
-        assert torch.equal(localizer.candidate_error, before)  # evaluation leaves it
+        assert localizer.goal_error.tolist() == pytest.approx([0.5, 0.05, 0.4])  # eval: kept
         localizer.train()
         for _ in range(300):  # no optimizer step: only the running error moves
             localizer.loss(images, lang, target)
-    assert localizer.candidate_error.argmin(-1).tolist() == [0, 0]
-    assert float(localizer.candidate_error[:, 0].max()) < 0.01
+    assert int(localizer.goal_error.argmin()) == 0 and float(localizer.goal_error[0]) < 0.01
+
+
+def test_imprinting_starts_each_training_instruction_on_its_own_object_heatmap() -> None:
+    from vla_learning.policies.scene_localizer import SceneLocalizer
+
+    localizer = SceneLocalizer(SceneConfig(localizer=True, width=4, object_heatmaps=4), 32, 8)
+    instructions = torch.randn(3, 8)
+    instructions -= instructions.mean(0)  # centred, as normalize_lang gives them
+    localizer.imprint(instructions)
+    images = torch.rand(3, 3, 32, 32)
+    with torch.no_grad():
+        choice = localizer.select(instructions).softmax(-1)
+        objects = localizer.object((images - 0.5) / 0.25)  # (B, heatmap, xy)
+        estimate = localizer(images, instructions)[:, :2]
+    assert choice.argmax(-1).tolist() == [0, 1, 2] and float(choice.max(-1).values.min()) > 0.99
+    # Each instruction's object estimate is its own heatmap's.
+    torch.testing.assert_close(
+        estimate, objects[torch.arange(3), torch.arange(3)], atol=1e-3, rtol=0
+    )
 
 
 @pytest.mark.parametrize(

@@ -107,10 +107,16 @@ class SceneConfig(Config):
     )
     camera: int = param(0, description='index of the fixed camera it looks through', range=(0, 7))
     width: int = param(16, description='channels of its convolutions', range=(4, 256))
-    candidates: int = param(
+    object_heatmaps: int = param(
+        8,
+        description='heatmaps of the object stream; the instruction chooses among them, each '
+        'training instruction starting on its own',
+        range=(1, 256),
+    )
+    goal_candidates: int = param(
         4,
-        description='heatmaps trained side by side per stream (object, goal); the one with '
-        'the least running error is used',
+        description='goal heatmaps trained side by side; the one with the least running '
+        'error is used',
         range=(1, 32),
     )
     loss_weight: float = param(1.0, description='weight of its loss', range=(0.0, 100.0))

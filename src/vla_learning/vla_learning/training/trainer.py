@@ -94,6 +94,9 @@ class Trainer:
                         vision, self.device, progress=tc.progress and self.dist.is_main
                     )
         localizer = self.policy.localizer
+        if localizer is not None:
+            table = self.train_set.lang_table.to(self.device)
+            localizer.imprint(self.policy.normalizer.normalize_lang(table))
         self.pretrain_localizer_steps = (
             0 if localizer is None else self.cfg.policy.scene.pretrain_steps
         )
