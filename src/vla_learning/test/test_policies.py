@@ -180,6 +180,20 @@ def test_scene_token_is_the_recorded_state_in_training_and_the_estimate_deployed
     assert float(loss) == pytest.approx(float(only_known)) and float(zero) == 0.0
 
 
+def test_a_frozen_localizer_has_no_loss_and_keeps_its_goal_choice(tiny_data) -> None:
+    train, _ = tiny_data
+    policy = tiny_localizing_policy('flow', train).train()
+    policy.localizer.requires_grad_(False)  # as after scene.pretrain_steps
+    policy.localizer.goal_error.copy_(torch.tensor([0.3, 0.1, 0.2, 0.4]))
+    b = first_batch(train)
+    lang_n = policy.normalizer.normalize_lang(b.lang_emb)
+    half = torch.tensor([[0.45, 0.1, 0.35, -0.1]]).repeat(4, 1)
+    half[2:] = math.nan
+    token, loss, _ = policy.scene_tokens(b.images, lang_n, half)
+    assert float(loss) == 0.0 and token.shape == (4, 1, policy.config.trunk.d_model)
+    assert policy.localizer.goal_error.tolist() == pytest.approx([0.3, 0.1, 0.2, 0.4])
+
+
 def test_scene_localizer_needs_the_scene_state_and_an_existing_camera(tiny_data) -> None:
     train, _ = tiny_data
     cfg = tiny_config('flow').replace(scene=SceneConfig(localizer=True))

@@ -111,12 +111,12 @@ class Policy(nn.Module, ABC):
         known = torch.isfinite(env_state).all(-1, keepdim=True)
         noise = torch.randn(env_state.shape, generator=generator).to(env_state.device)
         teacher = torch.nan_to_num(env_state) + self.config.scene.teacher_noise_m * noise
-        frozen = not any(p.requires_grad for p in self.localizer.parameters())
-        if frozen and bool(known.all()):  # pretrained: no loss, and every row is teacher-fed
+        if any(p.requires_grad for p in self.localizer.parameters()):
+            loss, pred = self.localizer.loss(image, lang_n, env_state)
+        elif bool(known.all()):  # pretrained and frozen, and every row is teacher-fed
             return self.scene_in(teacher / SCALE_M)[:, None], zero, {}
-        loss, pred = self.localizer.loss(image, lang_n, env_state)
-        if frozen:  # its loss is no longer the policy's to lower
-            loss = zero
+        else:  # pretrained and frozen: no loss, nor running-error updates; the estimate only
+            loss, pred = zero, self.localizer(image, lang_n)
         fed = torch.where(known, teacher, pred.detach())
         logs = {}
         if bool(known.any()):
