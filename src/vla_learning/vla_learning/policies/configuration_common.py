@@ -108,9 +108,9 @@ class SceneConfig(Config):
     camera: int = param(0, description='index of the fixed camera it looks through', range=(0, 7))
     width: int = param(16, description='channels of its convolutions', range=(4, 256))
     object_heatmaps: int = param(
-        8,
-        description='heatmaps of the object stream; the instruction chooses among them, each '
-        'training instruction starting on its own',
+        12,
+        description='heatmaps of the object stream; the instruction chooses among them, the K '
+        'training instructions starting on object_heatmaps // K candidates each',
         range=(1, 256),
     )
     goal_candidates: int = param(
