@@ -173,7 +173,7 @@ class Trainer:
                 'scene.pretrain_steps trains the localizer on observation.environment_state; '
                 'the data has none'
             )
-        steps, camera = self.pretrain_localizer_steps, scene.camera
+        steps = self.pretrain_localizer_steps
         localizer.requires_grad_(True)
         localizer.train()
         params = list(localizer.parameters())
@@ -191,9 +191,7 @@ class Trainer:
             for group in optimizer.param_groups:
                 group['lr'] = lr
             index = torch.randint(len(self.train_set), (tc.batch_size,), generator=generator)
-            batch = self.train_set.batch(index).to(self.device)
-            lang_n = self.policy.normalizer.normalize_lang(batch.lang_emb)
-            loss, _ = localizer.loss(batch.images[:, camera], lang_n, batch.env_state)
+            loss, _ = localizer.loss(*self._scene_batch(self.train_set, index))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if self.cfg.optim.grad_clip > 0:
@@ -230,13 +228,23 @@ class Trainer:
         localizer.eval()
         errors = []
         for index in torch.arange(len(dataset)).split(self.cfg.train.batch_size):
-            batch = dataset.batch(index).to(self.device)
-            lang_n = self.policy.normalizer.normalize_lang(batch.lang_emb)
-            pred = localizer(batch.images[:, self.cfg.policy.scene.camera], lang_n)
-            errors.append((pred - batch.env_state).abs().cpu())
+            image, lang_n, target = self._scene_batch(dataset, index)
+            errors.append((localizer(image, lang_n) - target).abs().cpu())
         error = torch.cat(errors)
         error = error[torch.isfinite(error).all(-1)]
         return error.median(0).values.tolist() if len(error) else [math.nan] * error.shape[1]
+
+    def _scene_batch(
+        self, dataset: ChunkDataset, index: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What the localizer sees and learns from: the scene camera's images in [0, 1], the
+        normalized instructions and the scene state, for ``index``. Not ``dataset.batch``: the
+        other camera, the cached features and the chunks would be gathered for nothing."""
+        assert dataset.env_state is not None
+        image = dataset.images[index, self.cfg.policy.scene.camera].to(self.device).float() / 255
+        lang = dataset.lang_table[dataset.instruction_index[index]].to(self.device)
+        target = dataset.env_state[index].to(self.device)
+        return image, self.policy.normalizer.normalize_lang(lang), target
 
     # ---- loop -----------------------------------------------------------------------------
     def train_step(self) -> float:
@@ -304,12 +312,12 @@ class Trainer:
             if self.cfg.data.record_observations:
                 recorded = self.val_set.record_observations(self.cfg.data.record_observations)
                 recorded.save(self.out / 'observations.npz')
+        if self.pretrain_localizer_steps and not self.history['scene_pretrain_loss']:
+            self.pretrain_localizer()  # before the policy's bar, which would idle at 0 meanwhile
         bar = tqdm(
             total=tc.steps, initial=self.step, disable=not (main and tc.progress),
             desc=f'train {self.cfg.policy.type}', dynamic_ncols=True,
         )  # fmt: skip
-        if self.pretrain_localizer_steps and not self.history['scene_pretrain_loss']:
-            self.pretrain_localizer()
         if main and self.step == 0:
             self.validate()  # the untrained baseline starts the validation curve
         running: list[float] = []
