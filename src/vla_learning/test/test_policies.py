@@ -180,6 +180,25 @@ def test_scene_token_is_the_recorded_state_in_training_and_the_estimate_deployed
     assert float(loss) == pytest.approx(float(only_known)) and float(zero) == 0.0
 
 
+@pytest.mark.parametrize('policy_type', ['flow', 'act'])
+def test_a_true_scene_state_replaces_the_estimate_at_inference(policy_type, tiny_data) -> None:
+    train, _ = tiny_data
+    policy = tiny_localizing_policy(policy_type, train).eval()
+    b = first_batch(train)
+    noise = policy.sample_noise(4, torch.Generator().manual_seed(0))
+    true = torch.tensor([[0.45, 0.1, 0.35, -0.1]]).repeat(4, 1)
+    with torch.no_grad():
+        estimated = policy.predict_chunk(b.images, b.state, b.lang_emb, noise)
+        given = policy.predict_chunk(b.images, b.state, b.lang_emb, noise, true_scene_state=true)
+        policy.localizer.forward = lambda image, lang_n: true  # a localizer that is always right
+        perfect = policy.predict_chunk(b.images, b.state, b.lang_emb, noise)
+    torch.testing.assert_close(given, perfect)
+    assert not torch.allclose(given, estimated)
+    plain = tiny_policy(policy_type, train)
+    with pytest.raises(ValueError, match='no scene localizer'):
+        plain.predict_chunk(b.images, b.state, b.lang_emb, noise, true_scene_state=true)
+
+
 def test_a_frozen_localizer_has_no_loss_and_keeps_its_goal_choice(tiny_data) -> None:
     train, _ = tiny_data
     policy = tiny_localizing_policy('flow', train).train()

@@ -100,6 +100,34 @@ def test_chunks_can_go_through_the_controllers_tracker(sim, tmp_path, mode) -> N
     assert (settings['rate_hz'], settings['time_limit_s']) == (10.0, 20.0)
 
 
+class _SceneStateRecorder(_ExpertPolicy):
+    def __init__(self, sim: MujocoSim) -> None:
+        super().__init__(sim)
+        self.seen: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def infer(self, obs) -> ActionChunk:
+        task_block = next(c for c in BLOCK_COLORS if f' {c} ' in obs.instruction)
+        now = np.array([*self.sim.block_pose(task_block).position[:2], *self.sim.target_xy])
+        self.seen.append((obs.true_scene_state, now))
+        return super().infer(obs)
+
+
+def test_the_true_scene_state_can_replace_perception(sim, tmp_path, capsys) -> None:
+    policy = _SceneStateRecorder(sim)
+    run_episodes(
+        policy, ['push_blue'], 1, 100_000, tmp_path, videos=0, time_limit_s=1.0, progress=False,
+        sim=sim, true_scene_state=True,
+    )  # fmt: skip
+    assert len(policy.seen) >= 10
+    for given, now in policy.seen:  # the named block's and the target's xy at that instant
+        np.testing.assert_allclose(given, now, atol=1e-9)
+    report = json.loads((tmp_path / 'results.json').read_text())
+    assert report['settings']['scene_state'] == 'true (sim)'
+    argv = ['--artifact', str(tmp_path), '--true-scene-state']  # the ONNX Runtime default
+    assert main(argv) == 2
+    assert 'needs --backend torch' in capsys.readouterr().err
+
+
 def test_cli_refuses_a_bad_tracker_config(tmp_path, capsys) -> None:
     argv = ['--artifact', str(tmp_path), '--tracking', 'splice', '--blend-time', '-1']
     assert main(argv) == 2

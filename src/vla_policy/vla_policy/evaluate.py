@@ -17,7 +17,7 @@ block, pushed it closer but not in.
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 import json
 from pathlib import Path
 import sys
@@ -65,7 +65,14 @@ def sim_observation(sim, spec, instruction: str):
 
 
 def _episode(
-    sim, backend, task, seed: int, rate: float, video: Path | None, tracking: TrackerConfig | None
+    sim,
+    backend,
+    task,
+    seed: int,
+    rate: float,
+    video: Path | None,
+    tracking: TrackerConfig | None,
+    true_scene_state: bool = False,
 ) -> EpisodeOutcome:
     import cv2
 
@@ -88,6 +95,8 @@ def _episode(
     while True:
         if chunk is None or step % every == 0:
             observation, frames = sim_observation(sim, backend.spec, task.instruction)
+            if true_scene_state:
+                observation = replace(observation, true_scene_state=task.scene_state())
             if video is not None:
                 if writer is None:
                     h, w = frames[0].shape[:2]
@@ -172,6 +181,7 @@ def run_episodes(
     progress: bool = True,
     label: str = '',
     sim=None,
+    true_scene_state: bool = False,
 ) -> list[EpisodeOutcome]:
     """``episodes`` seeded episodes per task with a loaded backend (anything with ``spec`` and
     ``infer(Observation) -> ActionChunk``, optionally ``reset_episode(task, seed)``, called
@@ -180,6 +190,8 @@ def run_episodes(
     ``sim``: a connected :class:`~vla_sim.sim.MujocoSim` to run in (else one is made at
     ``control_hz`` and disconnected at the end). ``tracking``: chunks go through the
     controller's tracker with this config (else the newest chunk, linearly interpolated).
+    ``true_scene_state``: the policy's localizer token gets the sim's true scene state instead
+    of its estimate (perfect perception; the torch backend): is perception or control short?
     """
     from tqdm import tqdm
 
@@ -200,7 +212,9 @@ def run_episodes(
             task = TabletopTask(sim, name, task_config)
             for i in range(episodes):
                 video = out / f'{name}_seed{seed + i}.mp4' if i < videos else None
-                outcomes.append(_episode(sim, backend, task, seed + i, rate, video, tracking))
+                outcomes.append(
+                    _episode(sim, backend, task, seed + i, rate, video, tracking, true_scene_state)
+                )
                 bar.update()
                 done = [o for o in outcomes if o.task == name]
                 bar.set_postfix(task=name, success=f'{sum(o.success for o in done)}/{len(done)}')
@@ -212,6 +226,7 @@ def run_episodes(
         'rate_hz': rate, 'control_hz': sim.config.control_hz,
         'tracking': 'direct' if tracking is None else config_to_flat(tracking),
         'time_limit_s': task_config.time_limit_s,
+        'scene_state': 'true (sim)' if true_scene_state else 'estimated',
     }  # fmt: skip
     _report(outcomes, tasks, out, label, settings)
     return outcomes
@@ -299,7 +314,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--threads', type=int, default=2, help='inference CPU threads')
     p.add_argument('--out', type=Path, default=Path('out/eval'))
     p.add_argument('--no-progress', action='store_true')
+    p.add_argument(
+        '--true-scene-state', action='store_true',
+        help="diagnostic: the scene localizer's token gets the sim's true block and target "
+        'position instead of its estimate (--backend torch, a checkpoint with the localizer)',
+    )  # fmt: skip
     args = p.parse_args(argv)
+    if args.true_scene_state and args.backend != 'torch':
+        print('error: --true-scene-state needs --backend torch', file=sys.stderr)
+        return 2
     try:
         tracking = (
             None if args.tracking == 'direct'
@@ -314,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         control_hz=args.control_hz, time_limit_s=args.time_limit, tracking=tracking,
         instruction_encoder=args.instruction_encoder,
         threads=args.threads, progress=not args.no_progress,
+        true_scene_state=args.true_scene_state,
     )  # fmt: skip
     print(f'results: {args.out / "results.json"}, plot: {args.out / "success.png"}')
     return 0

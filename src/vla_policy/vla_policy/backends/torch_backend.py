@@ -24,6 +24,7 @@ class TorchBackend(InferenceBackend):
     """``load`` takes a checkpoint ``.pt`` (read with ``weights_only=True``)."""
 
     name: ClassVar[str] = 'torch'
+    takes_true_scene_state: ClassVar[bool] = True
     config: TorchBackendConfig
 
     @classmethod
@@ -47,5 +48,8 @@ class TorchBackend(InferenceBackend):
         torch = self._torch
         with torch.inference_mode():
             t = {k: torch.from_numpy(v).to(self._device) for k, v in feeds.items()}
-            out = self._policy.predict_chunk(t['images'], t['state'], t['lang_emb'], t.get('noise'))
+            out = self._policy.predict_chunk(
+                t['images'], t['state'], t['lang_emb'], t.get('noise'),
+                true_scene_state=t.get('true_scene_state'),
+            )  # fmt: skip
         return out.cpu().numpy()

@@ -102,11 +102,12 @@ class FlowMatchingPolicy(Policy):
         lang_emb: torch.Tensor,
         noise: torch.Tensor | None = None,
         vision_features: torch.Tensor | None = None,
+        true_scene_state: torch.Tensor | None = None,
     ) -> torch.Tensor:
         if noise is None:
             noise = self.sample_noise(state.shape[0]).to(state.device)
         lang_n = self.normalizer.normalize_lang(lang_emb)
-        scene, _, _ = self.scene_tokens(images, lang_n)
+        scene, _, _ = self.scene_tokens(images, lang_n, true_scene_state=true_scene_state)
         memory = self.encoder(
             images,
             self.normalizer.normalize_state(state),
