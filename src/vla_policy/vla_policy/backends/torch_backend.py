@@ -47,7 +47,9 @@ class TorchBackend(InferenceBackend):
     def _run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         torch = self._torch
         with torch.inference_mode():
-            t = {k: torch.from_numpy(v).to(self._device) for k, v in feeds.items()}
+            # A copy (inputs are small): feeds may be read-only views, such as the cached
+            # instruction embedding, which torch.from_numpy warns about.
+            t = {k: torch.tensor(v, device=self._device) for k, v in feeds.items()}
             out = self._policy.predict_chunk(
                 t['images'], t['state'], t['lang_emb'], t.get('noise'),
                 true_scene_state=t.get('true_scene_state'),
