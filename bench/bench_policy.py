@@ -31,6 +31,7 @@ def _export(out: Path) -> None:
     from vla_learning.export.onnx_export import export_onnx
     from vla_learning.policies.configuration_policy import PolicyConfig
     from vla_learning.policies.factory import make_policy
+    from vla_learning.policies.scene_localizer import SCENE_DIM
     from vla_learning.training.checkpoint import save_checkpoint
 
     experiment = yaml.safe_load((ROOT / 'src/vla_learning/config/sim_flow.yaml').read_text())
@@ -40,7 +41,10 @@ def _export(out: Path) -> None:
     )  # fmt: skip
     from vla_core.config import config_from_dict
 
-    config = config_from_dict(PolicyConfig, experiment['policy']).replace(features=train.features)
+    # The scene localizer is sized by the scene state the training data records (object xy,
+    # goal xy); the deployed graph never reads that state.
+    features = train.features.replace(env_state_dim=SCENE_DIM)
+    config = config_from_dict(PolicyConfig, experiment['policy']).replace(features=features)
     torch.manual_seed(0)
     policy = make_policy(config, train.norm_stats())
     out.mkdir(parents=True, exist_ok=True)
