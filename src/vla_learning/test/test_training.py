@@ -37,7 +37,7 @@ def test_yaml_overrides_and_validation(tmp_path) -> None:
 def test_every_shipped_experiment_validates(path) -> None:
     """A typo in a shipped YAML fails here, not minutes into someone's run."""
     cfg = load_experiment(path)
-    if path.name == 'sim_flow.yaml':  # the sim's demonstrations record the scene state
+    if path.name.startswith('sim_'):  # the sim's demonstrations record the scene state
         assert cfg.data.source == 'recorded' and cfg.policy.scene.localizer
     if cfg.policy.scene.localizer:  # trained jointly with the policy it stayed at 4.4 cm
         assert cfg.policy.scene.pretrain_steps >= 1000
