@@ -74,7 +74,8 @@ class Policy(nn.Module, ABC):
             if f.env_state_dim != SCENE_DIM:
                 raise ValueError(
                     f'scene.localizer needs a scene state of {SCENE_DIM} (object xy, goal xy) '
-                    f'in the data (observation.environment_state), got {f.env_state_dim}'
+                    f'in the data (observation.environment_state), got {f.env_state_dim}; '
+                    'without it, train with policy.scene.localizer=false'
                 )
             if config.scene.camera >= f.num_cameras:
                 raise ValueError(f'scene.camera {config.scene.camera} >= {f.num_cameras} cameras')
