@@ -69,6 +69,15 @@ class ChunkDataset:
             env_state=None if self.env_state is None else self.env_state[index],
         )
 
+    def scene_samples(
+        self, index: torch.Tensor, camera: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``(images (B, 3, S, S) in [0, 1], lang_emb, env_state)`` of one camera for
+        ``index (B,)``: what the scene localizer learns from, without the rest of a batch."""
+        env_state = None if self.env_state is None else self.env_state[index]
+        lang_emb = self.lang_table[self.instruction_index[index]]
+        return self.images[index, camera].float() / 255.0, lang_emb, env_state
+
     @torch.no_grad()
     def cache_vision_features(
         self,

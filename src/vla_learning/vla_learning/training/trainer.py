@@ -237,14 +237,12 @@ class Trainer:
     def _scene_batch(
         self, dataset: ChunkDataset, index: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """What the localizer sees and learns from: the scene camera's images in [0, 1], the
-        normalized instructions and the scene state, for ``index``. Not ``dataset.batch``: the
-        other camera, the cached features and the chunks would be gathered for nothing."""
-        assert dataset.env_state is not None
-        image = dataset.images[index, self.cfg.policy.scene.camera].to(self.device).float() / 255
-        lang = dataset.lang_table[dataset.instruction_index[index]].to(self.device)
-        target = dataset.env_state[index].to(self.device)
-        return image, self.policy.normalizer.normalize_lang(lang), target
+        """The localizer's inputs and target for ``index`` on the device, the instructions
+        normalized (:meth:`ChunkDataset.scene_samples`)."""
+        image, lang, target = dataset.scene_samples(index, self.cfg.policy.scene.camera)
+        assert target is not None
+        lang_n = self.policy.normalizer.normalize_lang(lang.to(self.device))
+        return image.to(self.device), lang_n, target.to(self.device)
 
     # ---- loop -----------------------------------------------------------------------------
     def train_step(self) -> float:
