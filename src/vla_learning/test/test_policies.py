@@ -137,6 +137,38 @@ def test_every_trainable_parameter_gets_gradient(policy_type: str, tokens: str, 
     assert missing == [] and leaked == []
 
 
+@pytest.mark.parametrize('condition', [False, True])
+def test_condition_expert_feeds_the_state_and_scene_token_past_the_trunk(
+    condition: bool, tiny_data
+) -> None:
+    train, _ = tiny_data
+    policy = tiny_localizing_policy('flow', train)
+    policy = make_policy(
+        policy.config.replace(flow=policy.config.flow.replace(condition_expert=condition)),
+        train.norm_stats(),
+    )
+    batch = first_batch(train)
+    batch.env_state = torch.tensor([[0.45, 0.1, 0.35, -0.1]]).repeat(4, 1)
+    missing, leaked = _grad_report(policy, batch)
+    assert missing == [] and leaked == []
+    policy.eval()
+    # The trunk's memory held fixed: only a direct path lets the state or the scene move the chunk.
+    memory = torch.randn(4, policy.encoder.num_tokens, policy.config.trunk.d_model)
+    policy.encoder.forward = lambda *args, **kwargs: memory
+    noise = policy.sample_noise(4, torch.Generator().manual_seed(0))
+    scene = batch.env_state
+    with torch.no_grad():
+        base = policy.predict_chunk(batch.images, batch.state, batch.lang_emb, noise, None, scene)
+        moved_joints = policy.predict_chunk(
+            batch.images, batch.state + 0.3, batch.lang_emb, noise, None, scene
+        )
+        moved_block = policy.predict_chunk(
+            batch.images, batch.state, batch.lang_emb, noise, None, scene + 0.05
+        )
+    assert torch.allclose(base, moved_joints) != condition
+    assert torch.allclose(base, moved_block) != condition
+
+
 @pytest.mark.parametrize('policy_type', ['flow', 'act'])
 def test_scene_localizer_trains_on_recorded_rows_and_feeds_the_trunk(
     policy_type: str, tiny_data

@@ -24,7 +24,10 @@ __all__ = ['FlowMatchingPolicy']
 
 
 class ActionExpert(nn.Module):
-    """Velocity field ``v(x_t (B, H, A), t (B,), memory (B, T, D)) -> (B, H, A)``."""
+    """Velocity field ``v(x_t (B, H, A), t (B,), memory (B, T, D)[, cond (B, 1, D)]) -> (B, H, A)``.
+
+    ``cond`` is added to every action token (``flow.condition_expert``).
+    """
 
     def __init__(self, horizon: int, action_dim: int, dim: int, config: PolicyConfig) -> None:
         super().__init__()
@@ -41,10 +44,18 @@ class ActionExpert(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.action_out = nn.Linear(dim, action_dim)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        memory: torch.Tensor,
+        cond: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         h = self.action_in(x)
         t_emb = sinusoidal_embedding(t, self.dim)[:, None].expand(-1, x.shape[1], -1)
         h = self.fuse(torch.cat([h, t_emb], dim=-1)) + self.pos
+        if cond is not None:
+            h = h + cond
         for block in self.blocks:
             h = block(h, memory)
         return self.action_out(self.norm(h))
@@ -61,7 +72,21 @@ class FlowMatchingPolicy(Policy):
         self.encoder = ObservationEncoder(
             f, config.vision, config.trunk, num_extra_tokens=self.num_scene_tokens
         )
-        self.expert = ActionExpert(f.horizon, f.action_dim, config.trunk.d_model, config)
+        d = config.trunk.d_model
+        self.expert = ActionExpert(f.horizon, f.action_dim, d, config)
+        # The trunk mixes ~50 tokens; a precise push needs the joints and the scene exactly.
+        self.expert_state: nn.Module | None = None
+        if config.flow.condition_expert:
+            self.expert_state = nn.Sequential(nn.Linear(f.state_dim, d), nn.GELU(), nn.Linear(d, d))
+
+    def _expert_condition(
+        self, state_n: torch.Tensor, scene: torch.Tensor | None
+    ) -> torch.Tensor | None:
+        """``(B, 1, D)`` for the expert's action tokens, or None (``flow.condition_expert`` off)."""
+        if self.expert_state is None:
+            return None
+        cond = self.expert_state(state_n)[:, None]
+        return cond if scene is None else cond + scene
 
     def _sample_time(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
         cfg = self.config.flow
@@ -91,7 +116,7 @@ class FlowMatchingPolicy(Policy):
         memory = self.encoder(
             batch.images, state_n, lang_n, scene, vision_features=batch.vision_features
         )
-        v = self.expert(x_t, t, memory)
+        v = self.expert(x_t, t, memory, self._expert_condition(state_n, scene))
         flow_mse = F.mse_loss(v, noise - actions)
         return flow_mse + scene_loss, {'flow_mse': float(flow_mse.detach()), **logs}
 
@@ -108,20 +133,16 @@ class FlowMatchingPolicy(Policy):
             noise = self.sample_noise(state.shape[0]).to(state.device)
         lang_n = self.normalizer.normalize_lang(lang_emb)
         scene, _, _ = self.scene_tokens(images, lang_n, true_scene_state=true_scene_state)
-        memory = self.encoder(
-            images,
-            self.normalizer.normalize_state(state),
-            lang_n,
-            scene,
-            vision_features=vision_features,
-        )
+        state_n = self.normalizer.normalize_state(state)
+        memory = self.encoder(images, state_n, lang_n, scene, vision_features=vision_features)
+        cond = self._expert_condition(state_n, scene)
         steps = self.config.flow.num_steps
         dt = -1.0 / steps
         x = noise
         ones = torch.ones(state.shape[0], device=state.device, dtype=x.dtype)
         # A Python loop: traced into an unrolled graph of ``steps`` expert calls on export.
         for k in range(steps):
-            x = x + dt * self.expert(x, ones * (1.0 - k / steps), memory)
+            x = x + dt * self.expert(x, ones * (1.0 - k / steps), memory, cond)
         return self.normalizer.unnormalize_actions(x, state)
 
 
