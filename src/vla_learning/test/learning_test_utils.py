@@ -35,13 +35,18 @@ def tiny_policy(policy_type: str, data: ChunkDataset, seed: int = 0, **vision: o
 
 
 def tiny_localizing_policy(
-    policy_type: str, data: ChunkDataset, seed: int = 0, **scene: object
+    policy_type: str,
+    data: ChunkDataset,
+    seed: int = 0,
+    condition_head: bool = False,
+    **scene: object,
 ) -> Policy:
     """A tiny policy with the scene localizer (the data need not record scene state)."""
     cfg = tiny_config(policy_type)
     cfg = cfg.replace(
         features=cfg.features.replace(env_state_dim=4),
         scene={'localizer': True, 'width': 4, **scene},
+        condition_head=condition_head,
     )
     torch.manual_seed(seed)
     return make_policy(cfg, data.norm_stats())

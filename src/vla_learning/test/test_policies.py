@@ -138,15 +138,16 @@ def test_every_trainable_parameter_gets_gradient(policy_type: str, tokens: str, 
 
 
 @pytest.mark.parametrize('condition', [False, True])
-def test_condition_expert_feeds_the_state_and_scene_token_past_the_trunk(
-    condition: bool, tiny_data
+@pytest.mark.parametrize('policy_type', ['flow', 'act'])
+def test_condition_head_feeds_the_state_and_scene_token_past_the_trunk(
+    policy_type: str, condition: bool, tiny_data
 ) -> None:
     train, _ = tiny_data
-    policy = tiny_localizing_policy('flow', train)
-    policy = make_policy(
-        policy.config.replace(flow=policy.config.flow.replace(condition_expert=condition)),
-        train.norm_stats(),
-    )
+    plain = tiny_localizing_policy(policy_type, train)
+    policy = tiny_localizing_policy(policy_type, train, condition_head=condition)
+    # Built last: switching it on leaves every other module's initialization as it was.
+    for name, value in plain.state_dict().items():
+        torch.testing.assert_close(policy.state_dict()[name], value, rtol=0, atol=0)
     batch = first_batch(train)
     batch.env_state = torch.tensor([[0.45, 0.1, 0.35, -0.1]]).repeat(4, 1)
     missing, leaked = _grad_report(policy, batch)

@@ -81,6 +81,7 @@ class Policy(nn.Module, ABC):
                 raise ValueError(f'scene.camera {config.scene.camera} >= {f.num_cameras} cameras')
             self.localizer = SceneLocalizer(config.scene, f.image_size, f.lang_dim)
             self.scene_in = nn.Sequential(nn.Linear(SCENE_DIM, d), nn.GELU(), nn.Linear(d, d))
+        self.head_state: nn.Module | None = None  # built by _build_head_condition
 
     @property
     def num_scene_tokens(self) -> int:
@@ -130,6 +131,24 @@ class Policy(nn.Module, ABC):
             logs = {'scene_rmse_m': float(err.pow(2).mean().sqrt())}
         token = self.scene_in(fed / SCALE_M)[:, None]
         return token, self.config.scene.loss_weight * loss, logs
+
+    def _build_head_condition(self) -> None:
+        """``condition_head``'s state embedding. Subclasses call this last, so that switching it
+        on leaves every other module's initialization as it was (comparable ablations)."""
+        if self.config.condition_head:
+            f, d = self.config.features, self.config.trunk.d_model
+            # The trunk mixes ~50 tokens; a precise push needs the joints and the scene exactly.
+            self.head_state = nn.Sequential(nn.Linear(f.state_dim, d), nn.GELU(), nn.Linear(d, d))
+
+    def head_condition(
+        self, state_n: torch.Tensor, scene: torch.Tensor | None
+    ) -> torch.Tensor | None:
+        """What ``condition_head`` adds to each of the action head's tokens: ``(B, 1, D)`` from
+        the normalized state and the scene token (when there is one); None when it is off."""
+        if self.head_state is None:
+            return None
+        cond = self.head_state(state_n)[:, None]
+        return cond if scene is None else cond + scene
 
     def scene_target(self, batch: Batch) -> torch.Tensor | None:
         """``batch.env_state``; an error where the localizer would otherwise not learn."""

@@ -37,6 +37,12 @@ class PolicyConfig(Config):
         'state), which normalizes to a much finer scale than absolute targets; needs the '
         'state and action joints to be the same, in the same order',
     )
+    condition_head: bool = param(
+        False,
+        description='the action head (flow expert, ACT decoder) also reads the joint state and '
+        "the scene token directly, added to each of its H tokens (pi0 puts the state in the "
+        "expert's tokens), not only through cross-attention to the trunk's memory",
+    )
     scene: SceneConfig = param(
         default_factory=SceneConfig, description='object-centric scene localizer (optional)'
     )

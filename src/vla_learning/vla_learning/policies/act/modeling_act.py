@@ -69,6 +69,7 @@ class ACTPolicy(Policy):
         )
         self.norm = nn.LayerNorm(d)
         self.action_out = nn.Linear(d, f.action_dim)
+        self._build_head_condition()
 
     def _decode(
         self,
@@ -91,6 +92,9 @@ class ACTPolicy(Policy):
             extra = torch.cat([extra, scene], 1)
         memory = self.encoder(images, state_n, lang_n, extra, vision_features)
         h = self.queries.expand(state_n.shape[0], -1, -1)
+        cond = self.head_condition(state_n, scene)
+        if cond is not None:
+            h = h + cond
         for block in self.decoder:
             h = block(h, memory)
         return self.action_out(self.norm(h)), scene_loss, logs

@@ -21,9 +21,3 @@ class FlowConfig(Config):
     beta_alpha: float = param(1.5, description='Beta(alpha, beta) for t (pi0)', range=(0.1, 10.0))
     beta_beta: float = param(1.0, description='Beta(alpha, beta) for t (pi0)', range=(0.1, 10.0))
     time_min: float = param(0.001, description='smallest training t', range=(0.0, 0.5))
-    condition_expert: bool = param(
-        False,
-        description='the expert also reads the joint state and the scene token directly, added '
-        "to every action token (pi0 puts the state in the expert's tokens), not only through "
-        "cross-attention to the trunk's memory",
-    )

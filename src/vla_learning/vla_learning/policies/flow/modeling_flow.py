@@ -26,7 +26,7 @@ __all__ = ['FlowMatchingPolicy']
 class ActionExpert(nn.Module):
     """Velocity field ``v(x_t (B, H, A), t (B,), memory (B, T, D)[, cond (B, 1, D)]) -> (B, H, A)``.
 
-    ``cond`` is added to every action token (``flow.condition_expert``).
+    ``cond`` (:meth:`Policy.head_condition`) is added to every action token.
     """
 
     def __init__(self, horizon: int, action_dim: int, dim: int, config: PolicyConfig) -> None:
@@ -72,21 +72,8 @@ class FlowMatchingPolicy(Policy):
         self.encoder = ObservationEncoder(
             f, config.vision, config.trunk, num_extra_tokens=self.num_scene_tokens
         )
-        d = config.trunk.d_model
-        self.expert = ActionExpert(f.horizon, f.action_dim, d, config)
-        # The trunk mixes ~50 tokens; a precise push needs the joints and the scene exactly.
-        self.expert_state: nn.Module | None = None
-        if config.flow.condition_expert:
-            self.expert_state = nn.Sequential(nn.Linear(f.state_dim, d), nn.GELU(), nn.Linear(d, d))
-
-    def _expert_condition(
-        self, state_n: torch.Tensor, scene: torch.Tensor | None
-    ) -> torch.Tensor | None:
-        """``(B, 1, D)`` for the expert's action tokens, or None (``flow.condition_expert`` off)."""
-        if self.expert_state is None:
-            return None
-        cond = self.expert_state(state_n)[:, None]
-        return cond if scene is None else cond + scene
+        self.expert = ActionExpert(f.horizon, f.action_dim, config.trunk.d_model, config)
+        self._build_head_condition()
 
     def _sample_time(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
         cfg = self.config.flow
@@ -116,7 +103,7 @@ class FlowMatchingPolicy(Policy):
         memory = self.encoder(
             batch.images, state_n, lang_n, scene, vision_features=batch.vision_features
         )
-        v = self.expert(x_t, t, memory, self._expert_condition(state_n, scene))
+        v = self.expert(x_t, t, memory, self.head_condition(state_n, scene))
         flow_mse = F.mse_loss(v, noise - actions)
         return flow_mse + scene_loss, {'flow_mse': float(flow_mse.detach()), **logs}
 
@@ -135,7 +122,7 @@ class FlowMatchingPolicy(Policy):
         scene, _, _ = self.scene_tokens(images, lang_n, true_scene_state=true_scene_state)
         state_n = self.normalizer.normalize_state(state)
         memory = self.encoder(images, state_n, lang_n, scene, vision_features=vision_features)
-        cond = self._expert_condition(state_n, scene)
+        cond = self.head_condition(state_n, scene)
         steps = self.config.flow.num_steps
         dt = -1.0 / steps
         x = noise
