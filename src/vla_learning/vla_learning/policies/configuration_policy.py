@@ -40,7 +40,7 @@ class PolicyConfig(Config):
     condition_head: bool = param(
         False,
         description='the action head (flow expert, ACT decoder) also reads the joint state and '
-        "the scene token directly, added to each of its H tokens (pi0 puts the state in the "
+        'the scene token directly, added to each of its H tokens (pi0 puts the state in the '
         "expert's tokens), not only through cross-attention to the trunk's memory",
     )
     scene: SceneConfig = param(
