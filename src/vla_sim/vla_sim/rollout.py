@@ -1,4 +1,5 @@
-"""Run the scripted expert through episodes, optionally perturbing the arm mid-episode."""
+"""Run the scripted expert through episodes, optionally perturbing the arm or slipping the
+block mid-episode."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ class EpisodeResult:
     sim_time: float  # [s] episode length in sim time
     wall_time: float  # [s]
     perturbed_at: float | None  # [s] episode time of the perturbation, if one was applied
+    slipped_at: float | None = None  # [s] episode time of the block's slip, if one was applied
 
 
 def run_episode(
@@ -37,12 +39,16 @@ def run_episode(
     replan_period: float = 0.1,
     perturb_at: float | None = None,
     perturb_magnitude: float = 0.3,
+    slip_at: float | None = None,
+    slip_m: float = 0.04,
     on_step: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> EpisodeResult:
     """One expert episode in position mode; the expert re-plans every ``replan_period`` s.
 
     With ``perturb_at``, the arm is teleported by random joint offsets at that episode time
-    (seeded by ``seed``), and the expert has to recover from wherever that leaves it.
+    (seeded by ``seed``), and the expert has to recover from wherever that leaves it. With
+    ``slip_at``, the named block jumps ``slip_m`` in a random direction at that time
+    (:meth:`TabletopTask.slip_block`): the expert re-approaches it from its new place.
     ``on_step(target)`` is called every control period, before the step, with the expert's
     joint target (in ``sim.joint_names`` order) and returns the target to execute: a recorder
     reads the sim there, a noise injector returns the target plus noise.
@@ -59,12 +65,17 @@ def run_episode(
     replan_every = max(1, round(replan_period / sim.control_period))
     chunk = None
     perturbed: float | None = None
+    slipped: float | None = None  # when the block slipped; -1 when no slip could be placed
     step = 0
     while True:
         if perturb_at is not None and perturbed is None and task.elapsed >= perturb_at - 1e-9:
             if task.perturb(rng, perturb_magnitude):
                 perturbed = task.elapsed
             chunk = None  # the old plan is stale
+            step = 0
+        if slip_at is not None and slipped is None and task.elapsed >= slip_at - 1e-9:
+            slipped = task.elapsed if task.slip_block(rng, slip_m) else -1.0
+            chunk = None
             step = 0
         if chunk is None or step % replan_every == 0:
             chunk = expert.act(task.block, task.target_xy)
@@ -82,6 +93,7 @@ def run_episode(
         sim_time=result.time,
         wall_time=time.perf_counter() - wall0,
         perturbed_at=perturbed,
+        slipped_at=slipped if slipped is not None and slipped >= 0 else None,
     )
 
 

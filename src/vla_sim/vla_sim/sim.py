@@ -238,6 +238,13 @@ class MujocoSim(RobotInterface):
         if forward:
             mujoco.mj_forward(self.model, self.data)
 
+    def move_block(self, color: str, xy: np.ndarray) -> None:
+        """Teleport a block to ``xy`` on the table, keeping its orientation, at rest."""
+        a, v = self._block_qadr[color], self._block_dadr[color]
+        self.data.qpos[a : a + 2] = xy
+        self.data.qvel[v : v + 6] = 0.0
+        mujoco.mj_forward(self.model, self.data)
+
     def block_pose(self, color: str) -> Pose:
         a = self._block_qadr[color]
         return Pose(self.data.qpos[a : a + 3], self.data.qpos[a + 3 : a + 7])

@@ -198,6 +198,32 @@ class TabletopTask:
         self.sim.set_joint_positions(state.position)
         return False
 
+    def slip_block(self, rng: np.random.Generator, distance: float, tries: int = 50) -> bool:
+        """Teleport the named block ``distance`` m in a random direction, at rest, keeping its
+        orientation: a slip off the push line that the pusher has to recover from.
+
+        Directions that leave the workspace, come within ``block_separation`` of another block
+        or put the block into the robot are redrawn, up to ``tries`` times; returns whether a
+        slip was applied.
+        """
+        cfg = self.config
+        start = self.sim.block_pose(self.block).position[:2].copy()
+        lo = np.array([cfg.workspace_x[0], cfg.workspace_y[0]])
+        hi = np.array([cfg.workspace_x[1], cfg.workspace_y[1]])
+        others = [self.sim.block_pose(c).position[:2] for c in BLOCK_COLORS if c != self.block]
+        for _ in range(tries):
+            angle = rng.uniform(-math.pi, math.pi)
+            xy = start + distance * np.array([math.cos(angle), math.sin(angle)])
+            if np.any(xy < lo) or np.any(xy > hi):
+                continue
+            if any(np.linalg.norm(xy - o) < cfg.block_separation for o in others):
+                continue
+            self.sim.move_block(self.block, xy)
+            if not self.sim.robot_in_contact(include_table=False):
+                return True
+        self.sim.move_block(self.block, start)
+        return False
+
 
 def segment_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
     """Distance from point ``p`` to the segment ``a``-``b``."""

@@ -12,7 +12,10 @@ Robustness of the learned policy (DART, Laskey et al. 2017): with ``noise_rad`` 
 command is the expert's target plus smooth joint noise (an Ornstein-Uhlenbeck process), while the
 *recorded* action stays the expert's clean target. The demonstrations then visit the small
 deviations a policy makes and show how the expert corrects them. ``perturb_fraction`` of the
-episodes also teleport the arm once mid-episode (``TabletopTask.perturb``), for larger recoveries.
+episodes also teleport the arm once mid-episode (``TabletopTask.perturb``), for larger recoveries,
+and ``slip_fraction`` of them move the named block off the push line once
+(``TabletopTask.slip_block``): the expert's re-approach is what a policy that pushed it astray
+needs to have seen.
 
 DAgger (Ross et al. 2011): with a :class:`Driver` (``vla_policy.dagger_sim`` wraps a trained
 policy in one), the driver's targets are executed instead of the expert's wherever it returns one,
@@ -76,6 +79,12 @@ class SimDemoConfig(Config):
         range=(0.0, 1.0),
     )  # fmt: skip
     perturb_magnitude: float = param(0.3, description='perturbation size [rad]', range=(0.0, 1.0))
+    slip_fraction: float = param(
+        0.0, description='fraction of episodes in which the named block slips once mid-push '
+        '(teleported slip_m in a random direction), for recoveries from a block off the line',
+        range=(0.0, 1.0),
+    )  # fmt: skip
+    slip_m: float = param(0.04, description='slip distance [m]', range=(0.0, 0.2))
     time_limit_s: float = param(20.0, description='episode time limit [s]', range=(1.0, 600.0))
     plan_ticks: int = param(
         0, description='record, from every frame, this many frames of what the re-planning '
@@ -120,6 +129,9 @@ def _run_episode(
     rng = np.random.default_rng([seed, list(TASKS).index(task_name), 4243])
     # Within the push of a typical 3-4 s episode.
     perturb_at = rng.uniform(0.5, 2.0) if rng.uniform() < cfg.perturb_fraction else None
+    slip_at = None
+    if cfg.slip_fraction > 0:  # drawn only when on: datasets without slips replay as before
+        slip_at = rng.uniform(1.0, 2.5) if rng.uniform() < cfg.slip_fraction else None
     frame_every = round(cfg.control_hz / cfg.rate)
     n_arm = len(ARM_JOINTS)
     decay = math.exp(-sim.control_period / cfg.noise_tau)
@@ -164,7 +176,8 @@ def _run_episode(
         driver.begin(task_name, seed)
     result = run_episode(
         sim, task_name, seed, replan_period=cfg.replan_period, perturb_at=perturb_at,
-        perturb_magnitude=cfg.perturb_magnitude, on_step=record_and_perturb,
+        perturb_magnitude=cfg.perturb_magnitude, slip_at=slip_at, slip_m=cfg.slip_m,
+        on_step=record_and_perturb,
         task_config=TaskConfig(time_limit_s=cfg.time_limit_s),
     )  # fmt: skip
     grid = np.array(stamps, dtype=np.int64)
@@ -260,6 +273,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument('--rate', type=float, default=20.0, help='dataset frames per second')
     p.add_argument('--noise', type=float, default=0.01, help='DART joint noise std [rad]')
     p.add_argument('--perturb-fraction', type=float, default=0.2)
+    p.add_argument(
+        '--slip-fraction', type=float, default=0.0,
+        help='share of episodes whose block slips once mid-push',
+    )  # fmt: skip
     args = p.parse_args(argv)
     if not output_is_free(args.out, args.overwrite):
         return 2
@@ -267,6 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = SimDemoConfig(
             tasks=tuple(args.tasks), episodes_per_task=args.episodes_per_task, seed=args.seed,
             rate=args.rate, noise_rad=args.noise, perturb_fraction=args.perturb_fraction,
+            slip_fraction=args.slip_fraction,
         )  # fmt: skip
     except ConfigError as err:
         print(f'error: {err}', file=sys.stderr)
