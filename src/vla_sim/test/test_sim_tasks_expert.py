@@ -102,6 +102,39 @@ def test_expert_recovers_from_perturbation(sim: MujocoSim) -> None:
     assert perturbed.sim_time > nominal.sim_time  # recovering costs time
 
 
+def test_slip_moves_only_the_named_block_clear_of_the_others(sim: MujocoSim) -> None:
+    task = TabletopTask(sim, 'push_red')
+    rng = np.random.default_rng(0)
+    for seed in range(5):
+        task.reset(seed)
+        before = {c: sim.block_pose(c) for c in ('red', 'green', 'blue')}
+        assert task.slip_block(rng, 0.04)
+        after = {c: sim.block_pose(c) for c in ('red', 'green', 'blue')}
+        jump = after['red'].position - before['red'].position
+        assert np.linalg.norm(jump[:2]) == pytest.approx(0.04) and jump[2] == pytest.approx(0)
+        np.testing.assert_allclose(after['red'].quat_wxyz, before['red'].quat_wxyz)
+        for other in ('green', 'blue'):
+            np.testing.assert_array_equal(after[other].position, before[other].position)
+            gap = np.linalg.norm(after[other].position[:2] - after['red'].position[:2])
+            assert gap >= task.config.block_separation
+        cfg = task.config
+        assert cfg.workspace_x[0] <= after['red'].position[0] <= cfg.workspace_x[1]
+        assert cfg.workspace_y[0] <= after['red'].position[1] <= cfg.workspace_y[1]
+    # Nowhere to go (a slip longer than the workspace): the block stays, and it says so.
+    task.reset(0)
+    before = sim.block_pose('red').position.copy()
+    assert not task.slip_block(rng, 1.0)
+    np.testing.assert_array_equal(sim.block_pose('red').position, before)
+
+
+def test_expert_recovers_from_a_slipped_block(sim: MujocoSim) -> None:
+    nominal = run_episode(sim, 'push_red', 4)
+    slipped = run_episode(sim, 'push_red', 4, slip_at=0.5 * nominal.sim_time, slip_m=0.05)
+    assert slipped.slipped_at == pytest.approx(0.5 * nominal.sim_time, abs=0.03)
+    assert slipped.success and slipped.perturbed_at is None and nominal.slipped_at is None
+    assert slipped.sim_time != nominal.sim_time
+
+
 def test_episodes_are_deterministic(sim: MujocoSim) -> None:
     short = TaskConfig(time_limit_s=1.5)
     a = run_episode(sim, 'push_blue', 2, perturb_at=1.0, task_config=short)

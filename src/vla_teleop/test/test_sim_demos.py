@@ -120,3 +120,18 @@ def test_scene_state_is_recorded_and_exported_to_lerobot(tmp_path) -> None:
     assert feature == {'dtype': 'float32', 'shape': [4], 'names': data.env_state_names}
     table = pq.read_table(out / 'data' / 'chunk-000' / 'file-000.parquet')
     np.testing.assert_array_equal(np.array(table.column(ENV_STATE_COLUMN).to_pylist()), env)
+
+
+def test_a_slipped_block_shows_in_the_scene_state_and_the_expert_recovers(tmp_path) -> None:
+    plain = _generate(tmp_path, 'plain', noise_rad=0.0)
+    slipped = _generate(tmp_path, 'slip', noise_rad=0.0, slip_fraction=1.0, slip_m=0.05)
+    block = {
+        name: np.linalg.norm(np.diff(d.episode_arrays(0)['env_state'][:, :2], axis=0), axis=1)
+        for name, d in (('plain', plain), ('slip', slipped))
+    }
+    # Pushed, the block moves at most a few cm per 0.1 s frame; the slip is one 5 cm jump.
+    assert block['plain'].max() < 0.03
+    assert (block['slip'] > 0.045).sum() == 1
+    assert slipped.episodes[0].success and slipped.episodes[0].length > plain.episodes[0].length
+    with pytest.raises(ConfigError, match='slip_fraction'):
+        SimDemoConfig(slip_fraction=1.5)
