@@ -32,7 +32,7 @@ _CAMS = SimConfig(
 
 
 def test_demos_train_a_policy_whose_inputs_can_be_ablated(tmp_path) -> None:
-    demos = SimDemoConfig(episodes_per_task=1, rate=10.0, perturb_fraction=0.0)
+    demos = SimDemoConfig(episodes_per_task=1, rate=10.0, perturb_fraction=0.0, slip_fraction=0.0)
     root = generate(tmp_path / 'ds', demos, sim_config=_CAMS, progress=False)
     train, val = make_recorded_datasets(
         RecordedConfig(path=str(root), image_size=32, horizon=4, val_episodes=1, language='hashed')
@@ -85,7 +85,7 @@ class _Frozen:
 
 
 def test_dagger_datasets_join_the_training_split_only(tmp_path) -> None:
-    demos = SimDemoConfig(episodes_per_task=1, rate=10.0, perturb_fraction=0.0)
+    demos = SimDemoConfig(episodes_per_task=1, rate=10.0, perturb_fraction=0.0, slip_fraction=0.0)
     root = generate(tmp_path / 'demos', demos, sim_config=_CAMS, progress=False)
     relabel = SimDemoConfig(
         tasks=('push_blue',), episodes_per_task=2, seed=1000, rate=10.0, noise_rad=0.0,

@@ -97,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:  # frames and plan labels on the policy's own chunk grid
         cfg = SimDemoConfig(
             tasks=tuple(args.tasks), episodes_per_task=args.episodes_per_task, seed=args.seed,
-            rate=1.0 / spec.dt, noise_rad=0.0, perturb_fraction=0.0,
+            rate=1.0 / spec.dt, noise_rad=0.0, perturb_fraction=0.0, slip_fraction=0.0,
             time_limit_s=args.time_limit, plan_ticks=spec.horizon,
         )  # fmt: skip
     except ConfigError as err:

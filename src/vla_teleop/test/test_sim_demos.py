@@ -25,8 +25,9 @@ SMALL_CAMERAS = SimConfig(
 
 def _generate(tmp_path, name: str, **cfg: object):
     config = SimDemoConfig(
-        tasks=('push_red',), episodes_per_task=1, seed=3, rate=10.0, perturb_fraction=0.0, **cfg
-    )
+        tasks=('push_red',), episodes_per_task=1, seed=3, rate=10.0, perturb_fraction=0.0,
+        **{'slip_fraction': 0.0, **cfg},
+    )  # fmt: skip
     return EpisodeDataset(
         generate(tmp_path / name, config, sim_config=SMALL_CAMERAS, progress=False), horizon=4
     )

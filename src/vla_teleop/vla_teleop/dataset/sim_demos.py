@@ -80,7 +80,7 @@ class SimDemoConfig(Config):
     )  # fmt: skip
     perturb_magnitude: float = param(0.3, description='perturbation size [rad]', range=(0.0, 1.0))
     slip_fraction: float = param(
-        0.0, description='fraction of episodes in which the named block slips once mid-push '
+        0.5, description='fraction of episodes in which the named block slips once mid-push '
         '(teleported slip_m in a random direction), for recoveries from a block off the line',
         range=(0.0, 1.0),
     )  # fmt: skip
@@ -274,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument('--noise', type=float, default=0.01, help='DART joint noise std [rad]')
     p.add_argument('--perturb-fraction', type=float, default=0.2)
     p.add_argument(
-        '--slip-fraction', type=float, default=0.0,
+        '--slip-fraction', type=float, default=SimDemoConfig().slip_fraction,
         help='share of episodes whose block slips once mid-push',
     )  # fmt: skip
     args = p.parse_args(argv)
