@@ -69,7 +69,9 @@ class _KnownField(torch.nn.Module):
         super().__init__()
         self.field = field
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, t: torch.Tensor, memory: torch.Tensor, cond: torch.Tensor | None
+    ) -> torch.Tensor:
         return self.field(x, t[:, None, None])
 
 
