@@ -80,6 +80,18 @@ class Probe(Node):
             time.sleep(0.02)
         raise AssertionError(f'{topic}: {len(self.messages(topic))} of {count} messages')
 
+    def wait_for_latest(self, topic: str, predicate, timeout: float = 10.0):
+        """The newest message on ``topic`` once it satisfies ``predicate`` (messages of earlier
+        tests and events, e.g. the abort a reset publishes first, may still be the newest)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            messages = self.messages(topic)
+            if messages and predicate(messages[-1]):
+                return messages[-1]
+            time.sleep(0.02)
+        latest = self.messages(topic)[-1:] or None
+        raise AssertionError(f'{topic}: newest message {latest} never matched')
+
 
 @pytest.fixture(scope='module')
 def graph():
@@ -260,7 +272,7 @@ def test_reset_without_a_task_moves_to_the_next_task_of_the_cycle(graph):
     assert response.success and response.seed == 5
     assert node.task.name != first and node.task.name in ('push_green', 'push_blue', 'push_red')
     assert node.task.block in response.instruction
-    status = probe.wait_for('episode/status', 2)[-1]
+    status = probe.wait_for_latest('episode/status', lambda m: m.seed == 5)
     assert (status.task, status.seed, status.state) == (node.task.name, 5, EpisodeStatus.RUNNING)
     bad = node._on_reset(ResetEpisode.Request(task='juggle', seed=1), ResetEpisode.Response())
     assert not bad.success and "unknown task 'juggle'" in bad.message
