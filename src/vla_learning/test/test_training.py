@@ -58,6 +58,40 @@ def test_resume_reproduces_the_loss_trajectory(policy_type, tiny_data, tmp_path)
     assert resumed.history['train_loss'][:3] == first.history['train_loss']
 
 
+def test_weight_average_is_what_validates_checkpoints_and_resumes(tiny_data, tmp_path) -> None:
+    decay = 0.9
+    over = {'optim.ema_decay': decay, 'train.steps': 6, 'train.checkpoint_every': 3}
+    trainer = _trainer(tmp_path / 'a', tiny_data, **over)
+    assert trainer.deployed is trainer.policy  # nothing averaged yet
+    name, _ = next((n, p) for n, p in trainer.policy.named_parameters() if p.requires_grad)
+    live = []
+    for _ in range(3):
+        trainer.train_step()
+        live.append(dict(trainer.policy.named_parameters())[name].detach().clone())
+    expected = live[0]  # the average starts as a copy of the first step's weights
+    for weights in live[1:]:
+        expected = decay * expected + (1 - decay) * weights
+    averaged = dict(trainer.deployed.named_parameters())[name]
+    assert torch.allclose(averaged, expected, atol=1e-6)
+    assert not torch.allclose(averaged, live[-1])
+    trainer.save(tmp_path / 'a' / 'mid.pt')
+    ckpt = load_checkpoint(tmp_path / 'a' / 'mid.pt')
+    assert torch.equal(ckpt['model'][name], averaged.detach())  # what export reads
+    assert torch.equal(ckpt['live_model'][name], live[-1]) and ckpt['ema_updates'] == 3
+    before = trainer.validate()['val_action_mse']
+    trainer.ema = None  # the live weights validate differently: validation saw the average
+    assert trainer.validate()['val_action_mse'] != before
+
+    straight = _trainer(tmp_path / 'b', tiny_data, **over)
+    straight.fit()
+    resumed = _trainer(tmp_path / 'c', tiny_data, **over)
+    resumed.fit(resume=tmp_path / 'a' / 'mid.pt')
+    for (key, a), b in zip(
+        straight.deployed.state_dict().items(), resumed.deployed.state_dict().values(), strict=True
+    ):
+        assert torch.allclose(a, b, atol=1e-6), key
+
+
 def test_checkpoints_load_weights_only(tmp_path) -> None:
     class Evil:
         def __reduce__(self):

@@ -13,9 +13,10 @@ the sim state (``vla_sim.rollout.expert_rollout_targets``), so the label means w
 demonstration's chunk means. Train on the demonstrations plus these datasets
 (``data.recorded.extra_paths``), then repeat with the new policy.
 
-Experimental (measured, 20 seeded episodes per task, the FiLM flow policy at 11/60): round 1
-gave 12/60 and round 2 3/60, most round-2 failures never moving the named block. The earlier
-open-loop plan labels gave 8/60 and 0/60.
+Experimental: it has not helped yet. Measured on 20 seeded episodes per task: the FiLM flow
+policy at 11/60 gave 12/60 after round 1 and 3/60 after round 2 (the earlier open-loop plan
+labels 8/60 and 0/60); the shipped flow recipe at 48/60 gave 38/60 after one round of 30
+rollouts per task (half at beta 0.3, half at 0, as ``make dagger`` runs it).
 """
 
 from __future__ import annotations

@@ -4,7 +4,10 @@ Format (a dict, ``torch.save``d atomically)::
 
     format:        'vla_learning.checkpoint/1'
     policy_config: flat dotted dict of PolicyConfig (rebuilds the model)
-    model:         state_dict, including the normalizer's stats buffers
+    model:         state_dict, including the normalizer's stats buffers (the weights' moving
+                   average when training with optim.ema_decay)
+    live_model:    with optim.ema_decay only: the optimizer's own weights, which resume continues
+    ema_updates:   with optim.ema_decay only: steps averaged so far
     step:          optimizer steps done
     optimizer:     AdamW state_dict (absent in exported weights-only files)
     rng:           {'torch': ByteTensor, 'generator': ByteTensor[, 'cuda': ByteTensor]}

@@ -39,6 +39,10 @@ class OptimConfig(Config):
     warmup_steps: int = param(50, description='linear warm-up steps', range=(0, 1_000_000))
     min_lr_ratio: float = param(0.1, description='cosine floor / peak', range=(0.0, 1.0))
     grad_clip: float = param(1.0, description='max grad norm (0: off)', range=(0.0, 1e6))
+    ema_decay: float = param(
+        0.0, description='exponential moving average of the weights per step (0: off); '
+        'validation, checkpoints and exports use the average', range=(0.0, 0.99999),
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from vla_core.config import config_to_flat
 from vla_learning.data.dataset import ChunkDataset
@@ -106,6 +107,12 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             self.params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay
         )
+        # The average starts as a copy at the first optimizer step, so after the localizer's
+        # pretraining; buffers (normalization stats, frozen BatchNorm) follow the live model.
+        self.ema = (
+            AveragedModel(self.policy, multi_avg_fn=get_ema_multi_avg_fn(cfg.optim.ema_decay))
+            if cfg.optim.ema_decay > 0 else None
+        )  # fmt: skip
         self.loss_module: nn.Module = _LossModule(self.policy)
         if self.dist.enabled:
             ids = [self.device.index] if self.device.type == 'cuda' else None
@@ -126,23 +133,39 @@ class Trainer:
         return warmup_cosine(step, o.lr, o.warmup_steps, self.cfg.train.steps, o.min_lr_ratio)
 
     # ---- checkpoints ----------------------------------------------------------------------
+    @property
+    def deployed(self) -> Policy:
+        """The weights that are validated, checkpointed as ``model`` and exported: the moving
+        average when ``optim.ema_decay`` is on (once it has started), else the live ones."""
+        if self.ema is not None and int(self.ema.n_averaged) > 0:
+            return self.ema.module
+        return self.policy
+
     def save(self, path: Path) -> Path:
         rng = {'torch': torch.get_rng_state(), 'generator': self.generator.get_state()}
         if torch.cuda.is_available():
             rng['cuda'] = torch.cuda.get_rng_state()
+        extra = {}
+        if self.deployed is not self.policy:  # resume continues from the live weights
+            extra['live_model'] = {k: v.detach().cpu() for k, v in self.policy.state_dict().items()}
+            extra['ema_updates'] = int(self.ema.n_averaged)
         return save_checkpoint(
             path,
-            self.policy,
+            self.deployed,
             self.step,
             optimizer=self.optimizer.state_dict(),
             rng=rng,
             history=self.history,
             experiment=config_to_flat(self.cfg),
+            **extra,
         )
 
     def resume(self, path: str | Path) -> None:
         ckpt = load_checkpoint(path, map_location='cpu')
-        self.policy.load_state_dict(ckpt['model'])
+        self.policy.load_state_dict(ckpt.get('live_model', ckpt['model']))
+        if self.ema is not None and 'live_model' in ckpt:
+            self.ema.module.load_state_dict(ckpt['model'])
+            self.ema.n_averaged.fill_(ckpt['ema_updates'])
         self.optimizer.load_state_dict(ckpt['optimizer'])
         self.step = int(ckpt['step'])
         # Keys newer than the checkpoint start empty.
@@ -258,6 +281,8 @@ class Trainer:
         if self.cfg.optim.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.params, self.cfg.optim.grad_clip)
         self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.policy)
         self.step += 1
         value = float(loss.detach())
         self.history['step'].append(self.step)
@@ -267,8 +292,10 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Loss and sampled-chunk MSE on a fixed validation subset with fixed noise."""
-        self.policy.eval()
+        """Loss and sampled-chunk MSE of :attr:`deployed` on a fixed validation subset with
+        fixed noise."""
+        policy = self.deployed
+        policy.eval()
         tc = self.cfg.train
         g = torch.Generator().manual_seed(10_000 + tc.seed)  # same draws at every evaluation
         n = min(len(self.val_set), tc.eval_batches * tc.batch_size)
@@ -276,13 +303,13 @@ class Trainer:
         for start in range(0, n, tc.batch_size):
             index = torch.arange(start, min(n, start + tc.batch_size))
             batch = self.val_set.batch(index).to(self.device)
-            loss, _ = self.policy.compute_loss(batch, g)
-            noise = self.policy.sample_noise(len(index), g).to(self.device)
+            loss, _ = policy.compute_loss(batch, g)
+            noise = policy.sample_noise(len(index), g).to(self.device)
             # Cached features, when there are any: the frozen backbone already ran on these.
-            pred = self.policy.predict_chunk(
+            pred = policy.predict_chunk(
                 batch.images, batch.state, batch.lang_emb, noise, batch.vision_features
             )
-            norm = self.policy.normalizer.normalize_actions
+            norm = policy.normalizer.normalize_actions
             error = norm(pred, batch.state) - norm(batch.actions, batch.state)
             mses.append(float((error**2).mean()))
             losses.append(float(loss))
