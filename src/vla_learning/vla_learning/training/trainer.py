@@ -145,13 +145,13 @@ class Trainer:
         rng = {'torch': torch.get_rng_state(), 'generator': self.generator.get_state()}
         if torch.cuda.is_available():
             rng['cuda'] = torch.cuda.get_rng_state()
-        extra = {}
-        if self.deployed is not self.policy:  # resume continues from the live weights
+        deployed, extra = self.deployed, {}
+        if deployed is not self.policy:  # resume continues from the live weights
             extra['live_model'] = {k: v.detach().cpu() for k, v in self.policy.state_dict().items()}
             extra['ema_updates'] = int(self.ema.n_averaged)
         return save_checkpoint(
             path,
-            self.deployed,
+            deployed,
             self.step,
             optimizer=self.optimizer.state_dict(),
             rng=rng,

@@ -270,11 +270,13 @@ def output_is_free(out: Path, overwrite: bool) -> bool:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog='sim_demos', description=__doc__.split('\n')[0])
     add_dataset_arguments(p, episodes=100, seed=0)
-    p.add_argument('--rate', type=float, default=20.0, help='dataset frames per second')
-    p.add_argument('--noise', type=float, default=0.01, help='DART joint noise std [rad]')
-    p.add_argument('--perturb-fraction', type=float, default=0.2)
+    defaults = SimDemoConfig()  # one home for the defaults: the config
+    p.add_argument('--rate', type=float, default=defaults.rate, help='dataset frames per second')
+    p.add_argument('--noise', type=float, default=defaults.noise_rad,
+                   help='DART joint noise std [rad]')  # fmt: skip
+    p.add_argument('--perturb-fraction', type=float, default=defaults.perturb_fraction)
     p.add_argument(
-        '--slip-fraction', type=float, default=SimDemoConfig().slip_fraction,
+        '--slip-fraction', type=float, default=defaults.slip_fraction,
         help='share of episodes whose block slips once mid-push',
     )  # fmt: skip
     args = p.parse_args(argv)
