@@ -195,13 +195,14 @@ def ensure_underlay(force: bool) -> None:
     """Build tf2_msgs from its definition where the environment has none (never over a real one)."""
     sources = [p for p in UNDERLAY_SRC.rglob('*') if p.is_file()]
     value = digest(sources)
-    if not force and stamp_ok('underlay', value):
+    if not force and UNDERLAY_INSTALL.exists() and stamp_ok('underlay', value):
         return
     if UNDERLAY_INSTALL.exists():
         shutil.rmtree(UNDERLAY_INSTALL)
     if has_python_package('tf2_msgs'):
+        # Not stamped: the environment that has it (a sourced ROS 2 install or workspace) is
+        # probed again on every run, since a later shell may not have sourced it.
         log('tf2_msgs found in the environment: using it')
-        write_stamp('underlay', value)
         return
     log('building tf2_msgs from its interface definition (the environment has none)')
     run(
