@@ -30,6 +30,16 @@ def test_onnx_matches_pytorch(policy_type, localizer, tiny_data, tmp_path) -> No
     assert report.num_samples == 8 and report.max_abs_error < 1e-4 and report.min_cosine > 0.99999
 
 
+def test_onnx_matches_pytorch_when_the_flow_expert_predicts_actions(tiny_data, tmp_path) -> None:
+    train, val = tiny_data
+    policy = tiny_policy('flow', train)
+    policy.config = policy.config.replace(flow=policy.config.flow.replace(prediction='actions'))
+    export_onnx(policy, tmp_path / 'model.onnx')
+    report = check_parity(policy, tmp_path / 'model.onnx', val.record_observations(8))
+    assert report.passed, report.summary()
+    assert report.max_abs_error < 1e-4 and report.min_cosine > 0.99999
+
+
 def test_parity_gate_fails_on_a_perturbed_model(tiny_data, tmp_path) -> None:
     train, val = tiny_data
     policy = tiny_policy('flow', train)

@@ -103,6 +103,30 @@ def test_flow_integration_recovers_a_known_velocity_field(steps: int, tiny_data)
     assert abs(ratio - math.exp(-k)) <= k**2 / steps * math.exp(-k)
 
 
+@pytest.mark.parametrize('steps', [1, 4, 10])
+def test_action_prediction_lands_on_the_predicted_chunk_and_regresses_on_it(
+    steps: int, tiny_data
+) -> None:
+    """``flow.prediction: actions``: the expert outputs the clean chunk and the velocity
+    ``(x - chunk) / t`` follows from the interpolation, so Euler's last step lands on it."""
+    train, _ = tiny_data
+    policy = tiny_policy('flow', train).eval()
+    flow = policy.config.flow.replace(num_steps=steps, prediction='actions')
+    policy.config = policy.config.replace(flow=flow)
+    b = first_batch(train, 2)
+    noise = policy.sample_noise(2, torch.Generator().manual_seed(0))
+    c = torch.randn(noise.shape[1:], generator=torch.Generator().manual_seed(1))
+    policy.expert = _KnownField(lambda x, t: c.expand_as(x))
+    with torch.no_grad():
+        chunk = policy.predict_chunk(b.images, b.state, b.lang_emb, noise)
+    landed = policy.normalizer.normalize_actions(chunk, b.state)
+    torch.testing.assert_close(landed, c.expand_as(noise))
+    # Training regresses the expert's output on the normalized chunk itself, not on a velocity.
+    _, logs = policy.compute_loss(b, torch.Generator().manual_seed(0))
+    target = policy.normalizer.normalize_actions(b.actions, b.state)
+    assert logs['flow_mse'] == pytest.approx(float((c - target).pow(2).mean()), rel=1e-5)
+
+
 def test_act_is_deterministic_and_ignores_noise(tiny_data) -> None:
     train, _ = tiny_data
     policy = tiny_policy('act', train).eval()

@@ -21,3 +21,8 @@ class FlowConfig(Config):
     beta_alpha: float = param(1.5, description='Beta(alpha, beta) for t (pi0)', range=(0.1, 10.0))
     beta_beta: float = param(1.0, description='Beta(alpha, beta) for t (pi0)', range=(0.1, 10.0))
     time_min: float = param(0.001, description='smallest training t', range=(0.0, 0.5))
+    prediction: str = param(
+        'velocity', description='what the expert network outputs: the velocity (pi0) or the '
+        'clean action chunk, from which the velocity follows (x-prediction)',
+        choices=('velocity', 'actions'),
+    )  # fmt: skip

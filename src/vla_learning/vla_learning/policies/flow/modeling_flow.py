@@ -103,8 +103,9 @@ class FlowMatchingPolicy(Policy):
         memory = self.encoder(
             batch.images, state_n, lang_n, scene, vision_features=batch.vision_features
         )
-        v = self.expert(x_t, t, memory, self.head_condition(state_n, scene))
-        flow_mse = F.mse_loss(v, noise - actions)
+        out = self.expert(x_t, t, memory, self.head_condition(state_n, scene))
+        target = actions if self.config.flow.prediction == 'actions' else noise - actions
+        flow_mse = F.mse_loss(out, target)
         return flow_mse + scene_loss, {'flow_mse': float(flow_mse.detach()), **logs}
 
     def predict_chunk(
@@ -129,7 +130,11 @@ class FlowMatchingPolicy(Policy):
         ones = torch.ones(state.shape[0], device=state.device, dtype=x.dtype)
         # A Python loop: traced into an unrolled graph of ``steps`` expert calls on export.
         for k in range(steps):
-            x = x + dt * self.expert(x, ones * (1.0 - k / steps), memory, cond)
+            t = 1.0 - k / steps  # >= 1 / steps: the division below is safe
+            out = self.expert(x, ones * t, memory, cond)
+            # x_t = t * noise + (1 - t) * actions, so the velocity is (x_t - actions) / t.
+            v = (x - out) / t if self.config.flow.prediction == 'actions' else out
+            x = x + dt * v
         return self.normalizer.unnormalize_actions(x, state)
 
 
