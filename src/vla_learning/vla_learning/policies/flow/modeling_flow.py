@@ -4,6 +4,10 @@ Training (pi0 convention): ``x_t = t * noise + (1 - t) * actions``, target veloc
 ``u = noise - actions``, ``t ~ Beta``. Inference integrates ``dx/dt = v(x, t)`` from t=1 (noise) to
 t=0 in ``num_steps`` Euler steps. The trunk runs once; only the expert runs per step, with
 cross-attention to the trunk's output (the role of pi0's prefix KV cache).
+
+``flow.prediction: actions`` (x-prediction) has the expert output the clean chunk instead; the
+velocity ``(x_t - chunk) / t`` follows from the interpolation, training regresses on the chunk,
+and the last Euler step lands on the expert's prediction. Measured in src/vla_learning/README.md.
 """
 
 from __future__ import annotations
