@@ -132,13 +132,13 @@ class FlowMatchingPolicy(Policy):
         dt = -1.0 / steps
         x = noise
         ones = torch.ones(state.shape[0], device=state.device, dtype=x.dtype)
+        predicts_actions = self.config.flow.prediction == 'actions'
         # A Python loop: traced into an unrolled graph of ``steps`` expert calls on export.
         for k in range(steps):
             t = 1.0 - k / steps  # >= 1 / steps: the division below is safe
             out = self.expert(x, ones * t, memory, cond)
             # x_t = t * noise + (1 - t) * actions, so the velocity is (x_t - actions) / t.
-            v = (x - out) / t if self.config.flow.prediction == 'actions' else out
-            x = x + dt * v
+            x = x + dt * ((x - out) / t if predicts_actions else out)
         return self.normalizer.unnormalize_actions(x, state)
 
 
