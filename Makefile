@@ -1,7 +1,8 @@
 # The two commands of the README, and their parts.
 #   make demo   the suite's graph in simulation (Ctrl-C to stop, or DURATION=seconds)
 #   make test   lint + every package's tests (colcon test) + cross-package tests
-#   make policy demonstrations -> train -> export -> closed-loop evaluation (POLICY=flow|act)
+#   make policy demonstrations -> train -> export -> closed-loop evaluation
+#               (POLICY=flow_scene|flow|act)
 #   make dagger one DAgger round on that policy: rollouts labelled by the expert -> retrain -> ...
 # Both set up the workspace first (tools/vla_setup.py: idempotent, ~1 s when nothing changed).
 
@@ -11,7 +12,7 @@ IN_ENV := set -o pipefail; . tools/env.sh &&
 DURATION ?=
 GRAPH ?= config/graphs/demo.yaml
 PYTEST_ARGS ?=
-POLICY ?= flow
+POLICY ?= flow_scene
 DEMOS ?= 100
 EPISODES ?= 200
 ROUND ?= 1
@@ -26,7 +27,8 @@ demo: setup
 	@$(IN_ENV) python -m vla_ros_common.runner $(GRAPH) --processes $(if $(DURATION),--duration $(DURATION))
 
 # Demonstrations -> trained policy -> ONNX export (parity-gated) -> closed-loop evaluation, all in
-# simulation: DEMOS expert episodes per task, POLICY=flow|act, EPISODES seeded episodes per task.
+# simulation: DEMOS expert episodes per task, POLICY=flow_scene|flow|act (sim_$(POLICY).yaml),
+# EPISODES seeded episodes per task.
 policy: setup
 	@$(IN_ENV) python -m vla_teleop.dataset.sim_demos --out out/dataset_sim \
 		--episodes-per-task $(DEMOS) --overwrite && \

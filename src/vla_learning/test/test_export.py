@@ -11,6 +11,7 @@ import torch
 from learning_test_utils import tiny_localizing_policy, tiny_policy
 from vla_learning.export.onnx_export import export_onnx
 from vla_learning.export.parity import ParityError, check_parity
+from vla_learning.policies.factory import make_policy
 from vla_learning.spec import PolicySpec, sha256_file
 
 
@@ -34,6 +35,23 @@ def test_onnx_matches_pytorch_when_the_flow_expert_predicts_actions(tiny_data, t
     train, val = tiny_data
     policy = tiny_policy('flow', train)
     policy.config = policy.config.replace(flow=policy.config.flow.replace(prediction='actions'))
+    export_onnx(policy, tmp_path / 'model.onnx')
+    report = check_parity(policy, tmp_path / 'model.onnx', val.record_observations(8))
+    assert report.passed, report.summary()
+    assert report.max_abs_error < 1e-4 and report.min_cosine > 0.99999
+
+
+@pytest.mark.parametrize('reads_trunk', [True, False])
+def test_onnx_matches_pytorch_with_the_mlp_expert(reads_trunk: bool, tiny_data, tmp_path) -> None:
+    """Without the trunk, as sim_flow_scene.yaml ships it: the localizer's pretrained stem too."""
+    train, val = tiny_data
+    stem = {} if reads_trunk else {'stem': 'efficientnet-lite0'}
+    policy = tiny_localizing_policy('flow', train, condition_head=True, **stem)
+    flow = {'expert': 'mlp', 'mlp_width': 16, 'prediction': 'actions'}
+    flow['mlp_reads_trunk'] = reads_trunk
+    policy = make_policy(
+        policy.config.replace(flow=policy.config.flow.replace(**flow)), train.norm_stats()
+    )
     export_onnx(policy, tmp_path / 'model.onnx')
     report = check_parity(policy, tmp_path / 'model.onnx', val.record_observations(8))
     assert report.passed, report.summary()

@@ -16,11 +16,17 @@ from learning_test_utils import (
     tiny_localizing_policy,
     tiny_policy,
 )
+from vla_core.config import ConfigError
 from vla_learning.normalization import NormStats
 from vla_learning.policies.base import Policy
 from vla_learning.policies.configuration_common import SceneConfig
 from vla_learning.policies.factory import make_policy
 from vla_learning.training.checkpoint import load_policy, save_checkpoint
+
+
+def _scene_state(n: int = 4) -> torch.Tensor:
+    """A recorded scene state ``(n, 4)`` [m]: block xy, target xy."""
+    return torch.tensor([[0.45, 0.1, 0.35, -0.1]]).repeat(n, 1)
 
 
 @pytest.mark.parametrize('policy_type', ['flow', 'act'])
@@ -127,6 +133,48 @@ def test_action_prediction_lands_on_the_predicted_chunk_and_regresses_on_it(
     assert logs['flow_mse'] == pytest.approx(float((c - target).pow(2).mean()), rel=1e-5)
 
 
+def _mlp_expert_policy(data, reads_trunk: bool = True) -> Policy:
+    policy = tiny_localizing_policy('flow', data, condition_head=True)
+    flow = {'expert': 'mlp', 'mlp_width': 16, 'mlp_reads_trunk': reads_trunk}
+    cfg = policy.config.replace(flow=policy.config.flow.replace(**flow))
+    torch.manual_seed(0)
+    return make_policy(cfg, data.norm_stats())
+
+
+def test_mlp_expert_needs_condition_head() -> None:
+    cfg = tiny_config('flow')
+    with pytest.raises(ConfigError, match='condition_head'):
+        cfg.replace(flow=cfg.flow.replace(expert='mlp'))
+
+
+@pytest.mark.parametrize('reads_trunk', [True, False])
+def test_mlp_expert_reads_joints_scene_and_trunk_only_where_configured(
+    reads_trunk: bool, tiny_data
+) -> None:
+    train, _ = tiny_data
+    policy = _mlp_expert_policy(train, reads_trunk)
+    batch = first_batch(train)
+    batch.env_state = _scene_state()
+    # Without the trunk reading it there is no trunk, and no parameter goes without gradient.
+    assert (policy.encoder is None) != reads_trunk
+    missing, leaked = _grad_report(policy, batch)
+    assert missing == [] and leaked == []
+    policy.eval()
+    noise = policy.sample_noise(4, torch.Generator().manual_seed(0))
+    scene = batch.env_state
+
+    def chunk(images: torch.Tensor, state: torch.Tensor, scene: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return policy.predict_chunk(images, state, batch.lang_emb, noise, None, scene)
+
+    base = chunk(batch.images, batch.state, scene)
+    assert base.shape == (4, *policy.chunk_shape)
+    assert not torch.allclose(base, chunk(batch.images, batch.state + 0.3, scene))
+    assert not torch.allclose(base, chunk(batch.images, batch.state, scene + 0.05))
+    # The images reach it only through the trunk (the scene state is given here).
+    assert torch.allclose(base, chunk(1 - batch.images, batch.state, scene)) != reads_trunk
+
+
 def test_act_is_deterministic_and_ignores_noise(tiny_data) -> None:
     train, _ = tiny_data
     policy = tiny_policy('act', train).eval()
@@ -175,7 +223,7 @@ def test_condition_head_feeds_the_state_and_scene_token_past_the_trunk(
     for name, value in plain.state_dict().items():
         torch.testing.assert_close(policy.state_dict()[name], value, rtol=0, atol=0)
     batch = first_batch(train)
-    batch.env_state = torch.tensor([[0.45, 0.1, 0.35, -0.1]]).repeat(4, 1)
+    batch.env_state = _scene_state()
     missing, leaked = _grad_report(policy, batch)
     assert missing == [] and leaked == []
     policy.eval()
@@ -203,7 +251,7 @@ def test_scene_localizer_trains_on_recorded_rows_and_feeds_the_trunk(
     train, _ = tiny_data
     policy = tiny_localizing_policy(policy_type, train)
     batch = first_batch(train)
-    known = torch.tensor([[0.45, 0.1, 0.35, -0.1]]).repeat(4, 1)
+    known = _scene_state()
     batch.env_state = known
     missing, leaked = _grad_report(policy, batch)  # localizer, its token, trunk, expert
     assert missing == [] and leaked == []
@@ -218,6 +266,23 @@ def test_scene_localizer_trains_on_recorded_rows_and_feeds_the_trunk(
         policy.compute_loss(dataclasses.replace(batch, env_state=None))
 
 
+def test_localizer_stem_starts_from_imagenet_weights_and_fine_tunes(tiny_data) -> None:
+    from vla_learning.policies.vision import load_efficientnet_lite0
+
+    train, _ = tiny_data
+    policy = tiny_localizing_policy('flow', train, stem='efficientnet-lite0')
+    assert policy.localizer is not None
+    imagenet = load_efficientnet_lite0(32)._conv_stem.weight
+    for stream in (policy.localizer.object, policy.localizer.goal):
+        stem = stream.convs[0]
+        torch.testing.assert_close(stem.conv.weight, imagenet, rtol=0, atol=0)
+        assert stem(first_batch(train).images[:, 0]).shape == (4, 16, 16, 16)  # stride 2
+    batch = first_batch(train)
+    batch.env_state = _scene_state()
+    missing, leaked = _grad_report(policy, batch)  # the stem fine-tunes with the localizer
+    assert missing == [] and leaked == []
+
+
 def test_scene_token_is_the_recorded_state_in_training_and_the_estimate_deployed(
     tiny_data,
 ) -> None:
@@ -225,7 +290,7 @@ def test_scene_token_is_the_recorded_state_in_training_and_the_estimate_deployed
     policy = tiny_localizing_policy('flow', train, teacher_noise_m=0.0).eval()
     b = first_batch(train)
     lang_n = policy.normalizer.normalize_lang(b.lang_emb)
-    half = torch.tensor([[0.45, 0.1, 0.35, -0.1]]).repeat(4, 1)
+    half = _scene_state()
     half[2:] = math.nan
     with torch.no_grad():
         estimate = policy.localizer(b.images[:, 0], lang_n)
@@ -245,7 +310,7 @@ def test_a_true_scene_state_replaces_the_estimate_at_inference(policy_type, tiny
     policy = tiny_localizing_policy(policy_type, train).eval()
     b = first_batch(train)
     noise = policy.sample_noise(4, torch.Generator().manual_seed(0))
-    true = torch.tensor([[0.45, 0.1, 0.35, -0.1]]).repeat(4, 1)
+    true = _scene_state()
     with torch.no_grad():
         estimated = policy.predict_chunk(b.images, b.state, b.lang_emb, noise)
         given = policy.predict_chunk(b.images, b.state, b.lang_emb, noise, true_scene_state=true)
@@ -265,7 +330,7 @@ def test_a_frozen_localizer_has_no_loss_and_keeps_its_goal_choice(tiny_data) -> 
     policy.localizer.goal_error.copy_(torch.tensor([0.3, 0.1, 0.2, 0.4]))
     b = first_batch(train)
     lang_n = policy.normalizer.normalize_lang(b.lang_emb)
-    half = torch.tensor([[0.45, 0.1, 0.35, -0.1]]).repeat(4, 1)
+    half = _scene_state()
     half[2:] = math.nan
     token, loss, _ = policy.scene_tokens(b.images, lang_n, half)
     assert float(loss) == 0.0 and token.shape == (4, 1, policy.config.trunk.d_model)

@@ -136,7 +136,8 @@ def test_pretrained_localizer_is_grounded_then_frozen_through_training_and_resum
     data = coloured_scene_data(256, gen, tiny_data[0]), coloured_scene_data(64, gen, tiny_data[0])
     over = {
         'policy.scene.localizer': True, 'policy.scene.width': 8, 'policy.scene.pretrain_steps': 400,
-        'policy.scene.pretrain_lr': 3e-3, 'train.batch_size': 32, 'train.steps': 4,
+        'policy.scene.pretrain_lr': 3e-3, 'policy.scene.pretrain_batch_size': 32,
+        'train.batch_size': 32, 'train.steps': 4,
         'train.checkpoint_every': 2,
     }  # fmt: skip
     trainer = _trainer(tmp_path / 'a', data, **over)

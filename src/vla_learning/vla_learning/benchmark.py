@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             )
 
     def run_vision() -> None:
+        assert policy.encoder is not None
         with torch.inference_mode():
             policy.encoder.vision.backbone_features(tensors['images'])
 
@@ -83,8 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         'threads': args.threads,
         'torch_full_chunk': time_call(run_torch, args.iters),
         'onnxruntime_full_chunk': time_call(lambda: session.run(None, feeds), args.iters),
-        'torch_vision_backbone_all_cameras': time_call(run_vision, args.iters),
     }
+    if policy.encoder is not None:  # a policy without the trunk runs no backbone
+        results['torch_vision_backbone_all_cameras'] = time_call(run_vision, args.iters)
     if args.language:
         from vla_learning.language import MiniLMInstructionEncoder
 

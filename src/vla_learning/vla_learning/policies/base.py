@@ -55,7 +55,8 @@ class Policy(nn.Module, ABC):
     """
 
     uses_noise: ClassVar[bool] = False
-    encoder: ObservationEncoder  # every policy type has the shared observation trunk
+    # The shared observation trunk; None where the action head reads no trunk (flow mlp expert).
+    encoder: ObservationEncoder | None
 
     def __init__(self, config: PolicyConfig, stats: NormStats | None = None) -> None:
         super().__init__()

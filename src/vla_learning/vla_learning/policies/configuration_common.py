@@ -106,6 +106,13 @@ class SceneConfig(Config):
         'more trunk token. Training needs that state; the deployed graph does not',
     )
     camera: int = param(0, description='index of the fixed camera it looks through', range=(0, 7))
+    stem: str = param(
+        'conv',
+        description="each stream's first layer: conv (its own 5x5 stride-2 convolution, from "
+        'scratch) or efficientnet-lite0 (the ImageNet-pretrained stem and first block of '
+        'EfficientNet-Lite0, stride 2, fine-tuned with the localizer)',
+        choices=('conv', 'efficientnet-lite0'),
+    )
     width: int = param(16, description='channels of its convolutions', range=(4, 256))
     object_heatmaps: int = param(
         12,
@@ -136,4 +143,10 @@ class SceneConfig(Config):
     )
     pretrain_lr: float = param(
         1e-3, description='peak learning rate of that pretraining (AdamW)', range=(0.0, 1.0)
+    )
+    pretrain_batch_size: int = param(
+        64,
+        description="batch size of that pretraining: its own, so that the localizer's recipe "
+        "does not change with the policy's batch size",
+        range=(1, 65536),
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vla_core.config import Config, param
+from vla_core.config import Config, ConfigError, param
 from vla_learning.policies.act.configuration_act import ACTConfig
 from vla_learning.policies.configuration_common import (
     FeaturesConfig,
@@ -46,3 +46,9 @@ class PolicyConfig(Config):
     scene: SceneConfig = param(
         default_factory=SceneConfig, description='object-centric scene localizer (optional)'
     )
+
+    def validate(self) -> None:
+        if self.type == 'flow' and self.flow.expert == 'mlp' and not self.condition_head:
+            raise ConfigError(
+                'flow.expert', 'mlp reads the joints and scene through condition_head: set it'
+            )

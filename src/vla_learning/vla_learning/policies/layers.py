@@ -8,7 +8,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-__all__ = ['Attention', 'TransformerBlock', 'cell_centres', 'sinusoidal_embedding']
+__all__ = ['Attention', 'Standardize', 'TransformerBlock', 'cell_centres', 'sinusoidal_embedding']
 
 
 class Attention(nn.Module):
@@ -87,3 +87,18 @@ def cell_centres(grid: int) -> torch.Tensor:
     c = (torch.arange(grid, dtype=torch.float32) + 0.5) / grid * 2 - 1
     yy, xx = torch.meshgrid(c, c, indexing='ij')
     return torch.stack([xx, yy], -1).reshape(-1, 2)
+
+
+class Standardize(nn.Module):
+    """``(x - mean) / std`` over ``(..., C, H, W)`` images, per channel (or one scalar)."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self, mean: float | tuple[float, ...], std: float | tuple[float, ...]) -> None:
+        super().__init__()
+        self.register_buffer('mean', torch.tensor(mean).reshape(-1, 1, 1), persistent=False)
+        self.register_buffer('std', torch.tensor(std).reshape(-1, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std

@@ -28,7 +28,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from vla_learning.policies.configuration_common import SceneConfig
-from vla_learning.policies.layers import cell_centres
+from vla_learning.policies.layers import Standardize, cell_centres
 
 __all__ = ['SceneLocalizer']
 
@@ -58,8 +58,8 @@ class SceneLocalizer(nn.Module):
         super().__init__()
         # One stream each: sharing the convolutions, whichever of the two was found first held
         # the features and the other stalled for a thousand steps.
-        self.object = _PointStream(config.width, image_size, config.object_heatmaps)
-        self.goal = _PointStream(config.width, image_size, config.goal_candidates)
+        self.object = _PointStream(config, image_size, config.object_heatmaps)
+        self.goal = _PointStream(config, image_size, config.goal_candidates)
         self.select = nn.Linear(lang_dim, config.object_heatmaps)  # the instruction's choice
         # Running squared error of each heatmap, which picks among an instruction's candidates.
         self.register_buffer('object_error', torch.zeros(config.object_heatmaps))
@@ -80,8 +80,7 @@ class SceneLocalizer(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Object heatmaps' estimates ``(B, M, 2)``, the instruction's logits on them
         ``(B, M)`` and the goal candidates' estimates ``(B, K, 2)``."""
-        h = (image - 0.5) / 0.25
-        return self.object(h), self.select(lang), self.goal(h)
+        return self.object(image), self.select(lang), self.goal(image)
 
     def _estimate(
         self, objects: torch.Tensor, logits: torch.Tensor, goals: torch.Tensor
@@ -135,19 +134,28 @@ def _pick(points: torch.Tensor, log_choice: torch.Tensor, error: torch.Tensor) -
 
 class _PointStream(nn.Module):
     """Convolutions -> ``n`` spatial-softmax heatmaps -> each one's expected image position
-    (sub-cell precise) -> a table position each, ``(B, n, 2)``."""
+    (sub-cell precise) -> a table position each, ``(B, n, 2)``; from the image in [0, 1]."""
 
     grid: torch.Tensor
 
-    def __init__(self, width: int, image_size: int, n: int) -> None:
+    def __init__(self, config: SceneConfig, image_size: int, n: int) -> None:
         super().__init__()
+        width = config.width
+        first: list[nn.Module]
+        self.standardize: nn.Module
+        if config.stem == 'efficientnet-lite0':
+            self.standardize = nn.Identity()  # the stem standardizes as ImageNet did
+            first = [_EfficientNetStem(image_size), nn.Conv2d(16, width, 3, padding=1)]
+        else:
+            self.standardize = Standardize(0.5, 0.25)
+            first = [nn.Conv2d(3, width, 5, stride=2, padding=2)]
         self.convs = nn.Sequential(
-            nn.Conv2d(3, width, 5, stride=2, padding=2), nn.GELU(),
+            *first, nn.GELU(),
             nn.Conv2d(width, width, 3, padding=1), nn.GELU(),
             nn.Conv2d(width, 2 * width, 3, padding=1), nn.GELU(),
         )  # fmt: skip
         self.heatmaps = nn.Conv2d(2 * width, n, 1)
-        side = -(-image_size // 2)  # the stride-2 convolution's output side
+        side = -(-image_size // 2)  # the stride-2 first layer's output side
         self.register_buffer('grid', cell_centres(side), persistent=False)
         # Image position -> table position; the camera is fixed, so each is one smooth map.
         self.point_maps = nn.ModuleList(
@@ -157,7 +165,26 @@ class _PointStream(nn.Module):
             for _ in range(n)
         )
 
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        attn = self.heatmaps(self.convs(h)).flatten(2).softmax(-1)  # (B, n, h * w)
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        features = self.convs(self.standardize(image))
+        attn = self.heatmaps(features).flatten(2).softmax(-1)  # (B, n, h * w)
         uv = attn @ self.grid  # (B, n, 2)
         return torch.stack([m(uv[:, i]) for i, m in enumerate(self.point_maps)], 1)
+
+
+class _EfficientNetStem(nn.Module):
+    """EfficientNet-Lite0's stem and first MBConv block with their ImageNet weights: the image
+    in [0, 1] -> ``(B, 16, S / 2, S / 2)``, colour and edge features at the stride and
+    resolution of the localizer's own first convolution."""
+
+    def __init__(self, image_size: int) -> None:
+        super().__init__()
+        from vla_learning.policies import vision
+
+        net = vision.load_efficientnet_lite0(image_size, pretrained=True)
+        self.standardize = Standardize(vision.IMAGENET_MEAN, vision.IMAGENET_STD)
+        self.conv, self.bn, self.act = net._conv_stem, net._bn0, net._swish
+        self.block = net._blocks[0]
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.block(self.act(self.bn(self.conv(self.standardize(image)))))

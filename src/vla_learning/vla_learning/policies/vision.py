@@ -15,13 +15,13 @@ from torch import nn
 import torch.nn.functional as F
 
 from vla_learning.policies.configuration_common import VisionConfig
-from vla_learning.policies.layers import cell_centres
+from vla_learning.policies.layers import Standardize, cell_centres
 
 __all__ = ['VisionEncoder', 'load_efficientnet_lite0']
 
 # The ImageNet preprocessing documented by efficientnet-lite-pytorch.
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)
-_IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def load_efficientnet_lite0(image_size: int, pretrained: bool = True) -> nn.Module:
@@ -179,10 +179,7 @@ class VisionEncoder(nn.Module):
             )
         else:
             self.backbone = _TinyCNN(stride=config.feature_stride)
-        self.register_buffer(
-            'mean', torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False
-        )
-        self.register_buffer('std', torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.standardize = Standardize(IMAGENET_MEAN, IMAGENET_STD)
         grid = -(-image_size // config.feature_stride)  # ceil: 'same' padding in both backbones
         self.num_cameras = num_cameras
         channels = self.backbone.out_channels
@@ -224,7 +221,7 @@ class VisionEncoder(nn.Module):
     def backbone_features(self, images: torch.Tensor) -> torch.Tensor:
         """``images (B, N, 3, H, W)`` in [0, 1] -> feature maps ``(B, N, C, h, w)``."""
         b, n, c, h, w = images.shape
-        x = (images.reshape(b * n, c, h, w) - self.mean) / self.std
+        x = self.standardize(images.reshape(b * n, c, h, w))
         if self._fully_frozen:
             with torch.no_grad():
                 feats = self.backbone(x)

@@ -85,8 +85,8 @@ class Trainer:
         torch.manual_seed(tc.seed)  # parameter init
         stats = self.train_set.norm_stats(delta=self.cfg.policy.delta_actions)
         self.policy = make_policy(self.cfg.policy, stats).to(self.device)
-        vision = self.policy.encoder.vision
-        if tc.cache_vision_features and vision.fully_frozen:
+        vision = None if self.policy.encoder is None else self.policy.encoder.vision
+        if tc.cache_vision_features and vision is not None and vision.fully_frozen:
             # A frozen backbone without augmentation gives the same features every epoch.
             vision.eval()
             for dataset in (self.train_set, self.val_set):
@@ -213,7 +213,9 @@ class Trainer:
             lr = warmup_cosine(step, scene.pretrain_lr, warmup, steps, PRETRAIN_FLOOR)
             for group in optimizer.param_groups:
                 group['lr'] = lr
-            index = torch.randint(len(self.train_set), (tc.batch_size,), generator=generator)
+            index = torch.randint(
+                len(self.train_set), (scene.pretrain_batch_size,), generator=generator
+            )
             loss, _ = localizer.loss(*self._scene_batch(self.train_set, index))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

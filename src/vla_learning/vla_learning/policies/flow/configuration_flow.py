@@ -13,7 +13,24 @@ __all__ = ['FlowConfig']
 class FlowConfig(Config):
     """Action expert: noise -> chunk by Euler-integrating a learned velocity field."""
 
-    expert_layers: int = param(2, description='action-expert transformer layers', range=(1, 24))
+    expert: str = param(
+        'transformer',
+        description="transformer: one token per chunk step, cross-attending to the trunk's "
+        'memory (pi0); mlp: the whole chunk at once through an MLP on the condition_head '
+        'embedding (joints and scene token), see mlp_reads_trunk',
+        choices=('transformer', 'mlp'),
+    )
+    expert_layers: int = param(
+        2, description='action-expert transformer layers, or hidden layers of the mlp expert',
+        range=(1, 24),
+    )  # fmt: skip
+    mlp_width: int = param(512, description='hidden width of the mlp expert', range=(8, 8192))
+    mlp_reads_trunk: bool = param(
+        False,
+        description="the mlp expert also reads an attention-pooled summary of the trunk's "
+        'memory; false builds no trunk (with 100 demonstrations per task, reading it let the '
+        'expert recognize training layouts: 25/60 against 52/60)',
+    )
     num_steps: int = param(10, description='Euler integration steps at inference', range=(1, 100))
     time_sampling: str = param(
         'beta', description='training time distribution', choices=('beta', 'uniform')

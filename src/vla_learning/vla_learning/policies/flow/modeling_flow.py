@@ -8,10 +8,15 @@ cross-attention to the trunk's output (the role of pi0's prefix KV cache).
 ``flow.prediction: actions`` (x-prediction) has the expert output the clean chunk instead; the
 velocity ``(x_t - chunk) / t`` follows from the interpolation, training regresses on the chunk,
 and the last Euler step lands on the expert's prediction. Measured in src/vla_learning/README.md.
+
+``flow.expert: mlp`` replaces the transformer expert by an MLP over the whole chunk, conditioned
+on the joints and the scene token (and, with ``mlp_reads_trunk``, the trunk's pooled memory);
+without the trunk, no trunk is built (sim_flow_scene.yaml).
 """
 
 from __future__ import annotations
 
+import itertools
 from typing import ClassVar
 
 import torch
@@ -21,7 +26,7 @@ import torch.nn.functional as F
 from vla_learning.normalization import NormStats
 from vla_learning.policies.base import Batch, Policy
 from vla_learning.policies.configuration_policy import PolicyConfig
-from vla_learning.policies.layers import TransformerBlock, sinusoidal_embedding
+from vla_learning.policies.layers import Attention, TransformerBlock, sinusoidal_embedding
 from vla_learning.policies.observation_encoder import ObservationEncoder
 
 __all__ = ['FlowMatchingPolicy']
@@ -65,6 +70,49 @@ class ActionExpert(nn.Module):
         return self.action_out(self.norm(h))
 
 
+class MLPActionExpert(nn.Module):
+    """The whole chunk at once: ``[x_t (H*A), t features, cond (D)[, trunk summary (D)]]`` ->
+    ``(B, H, A)`` through an MLP; the same call as :class:`ActionExpert`.
+
+    ``cond`` is :meth:`Policy.head_condition` (joints and scene token). With ``memory`` (the
+    trunk's output) a learned query attention-pools it to one more input vector.
+    """
+
+    TIME_DIM = 64
+
+    def __init__(self, horizon: int, action_dim: int, dim: int, config: PolicyConfig) -> None:
+        super().__init__()
+        flow = config.flow
+        self.reads_trunk = flow.mlp_reads_trunk
+        if self.reads_trunk:
+            self.query = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
+            self.norm_memory = nn.LayerNorm(dim)
+            self.pool = Attention(dim, config.trunk.num_heads)
+        widths = [horizon * action_dim + self.TIME_DIM + dim * (1 + self.reads_trunk)]
+        widths += [flow.mlp_width] * flow.expert_layers
+        body: list[nn.Module] = []
+        for a, b in itertools.pairwise(widths):
+            body += [nn.Linear(a, b), nn.GELU()]
+        self.net = nn.Sequential(*body, nn.Linear(widths[-1], horizon * action_dim))
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        memory: torch.Tensor | None,
+        cond: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        if cond is None:
+            raise ValueError('the mlp expert needs condition_head')
+        parts = [x.flatten(1), sinusoidal_embedding(t, self.TIME_DIM), cond[:, 0]]
+        if self.reads_trunk:
+            if memory is None:
+                raise ValueError("this mlp expert reads the trunk's memory")
+            query = self.query.expand(x.shape[0], -1, -1)
+            parts.append(self.pool(query, self.norm_memory(memory))[:, 0])
+        return self.net(torch.cat(parts, -1)).reshape(x.shape)
+
+
 class FlowMatchingPolicy(Policy):
     """Compact VLA with a flow-matching action expert."""
 
@@ -73,11 +121,28 @@ class FlowMatchingPolicy(Policy):
     def __init__(self, config: PolicyConfig, stats: NormStats | None = None) -> None:
         super().__init__(config, stats)
         f = config.features
-        self.encoder = ObservationEncoder(
-            f, config.vision, config.trunk, num_extra_tokens=self.num_scene_tokens
-        )
-        self.expert = ActionExpert(f.horizon, f.action_dim, config.trunk.d_model, config)
+        self.encoder = (
+            None if config.flow.expert == 'mlp' and not config.flow.mlp_reads_trunk
+            else ObservationEncoder(
+                f, config.vision, config.trunk, num_extra_tokens=self.num_scene_tokens
+            )
+        )  # fmt: skip
+        expert = MLPActionExpert if config.flow.expert == 'mlp' else ActionExpert
+        self.expert = expert(f.horizon, f.action_dim, config.trunk.d_model, config)
         self._build_head_condition()
+
+    def _memory(
+        self,
+        images: torch.Tensor,
+        state_n: torch.Tensor,
+        lang_n: torch.Tensor,
+        scene: torch.Tensor | None,
+        vision_features: torch.Tensor | None,
+    ) -> torch.Tensor | None:
+        """The trunk's output, or None for an expert that reads none (there is no trunk then)."""
+        if self.encoder is None:
+            return None
+        return self.encoder(images, state_n, lang_n, scene, vision_features=vision_features)
 
     def _sample_time(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
         cfg = self.config.flow
@@ -104,9 +169,7 @@ class FlowMatchingPolicy(Policy):
         scene, scene_loss, logs = self.scene_tokens(
             batch.images, lang_n, self.scene_target(batch), generator
         )
-        memory = self.encoder(
-            batch.images, state_n, lang_n, scene, vision_features=batch.vision_features
-        )
+        memory = self._memory(batch.images, state_n, lang_n, scene, batch.vision_features)
         out = self.expert(x_t, t, memory, self.head_condition(state_n, scene))
         target = actions if self.config.flow.prediction == 'actions' else noise - actions
         flow_mse = F.mse_loss(out, target)
@@ -126,7 +189,7 @@ class FlowMatchingPolicy(Policy):
         lang_n = self.normalizer.normalize_lang(lang_emb)
         scene, _, _ = self.scene_tokens(images, lang_n, true_scene_state=true_scene_state)
         state_n = self.normalizer.normalize_state(state)
-        memory = self.encoder(images, state_n, lang_n, scene, vision_features=vision_features)
+        memory = self._memory(images, state_n, lang_n, scene, vision_features)
         cond = self.head_condition(state_n, scene)
         steps = self.config.flow.num_steps
         dt = -1.0 / steps
