@@ -107,6 +107,30 @@ def test_chunks_are_stamped_with_the_observation_time(active):
     assert len(active.chunks) == count  # the same observation is not inferred twice
 
 
+def test_a_new_frame_is_inferred_on_arrival_and_rate_hz_caps_the_rate(flow_export):
+    rig = Rig(artifact=str(flow_export), rate_hz=0.5)  # at most one chunk per 2 s
+    try:
+        assert rig.node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert rig.node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        rig.instruction.publish(String(data='reach the red square'))
+        rig.wait(lambda: rig.feed(rig.now()) or bool(rig.chunks))
+        # Past the 2 s period one frame arrives: a timer would infer it at its next tick, near
+        # 4 s after the first chunk; it is inferred on arrival.
+        time.sleep(2.1)
+        arrived = time.monotonic()
+        rig.feed(rig.now())
+        rig.wait(lambda: len(rig.chunks) == 2, timeout=5.0)
+        assert time.monotonic() - arrived < 1.0
+        # Frames at 20 Hz for 3 s: the cap allows one chunk per 2 s.
+        start = time.monotonic()
+        while time.monotonic() < start + 3.0:
+            rig.feed(rig.now())
+            time.sleep(0.05)
+        assert 1 <= len(rig.chunks) - 2 <= 2
+    finally:
+        rig.close()
+
+
 def _reason(rig: Rig) -> str:
     for msg in reversed(rig.diags):
         for status in msg.status:
