@@ -30,12 +30,12 @@ demo: setup
 # simulation: DEMOS expert episodes per task, POLICY=flow_scene|flow|act (sim_$(POLICY).yaml),
 # EPISODES seeded episodes per task.
 policy: setup
-	@$(IN_ENV) python -m vla_teleop.dataset.sim_demos --out out/dataset_sim \
+	@$(IN_ENV) python -m vla_sim.demos --out out/dataset_sim \
 		--episodes-per-task $(DEMOS) --overwrite && \
 	python -m vla_learning.train --config src/vla_learning/config/sim_$(POLICY).yaml && \
 	python -m vla_learning.export --checkpoint out/runs/sim_$(POLICY)/last.pt \
 		--output out/exports/sim_$(POLICY) && \
-	python -m vla_policy.evaluate --artifact out/exports/sim_$(POLICY) --episodes $(EPISODES) \
+	python -m vla_sim.evaluation.policy --artifact out/exports/sim_$(POLICY) --episodes $(EPISODES) \
 		--out out/eval/sim_$(POLICY)
 
 # DAgger round ROUND on the current export of POLICY: DAGGER_EPISODES policy rollouts per task
@@ -44,10 +44,10 @@ policy: setup
 # evaluate again. Run `make policy` first; repeat with ROUND=2, 3, ...
 dagger: setup
 	@$(IN_ENV) half=$$(( $(DAGGER_EPISODES) / 2 )); seed=$$(( 1000 * $(ROUND) )); \
-	python -m vla_policy.dagger_sim --artifact out/exports/sim_$(POLICY) --beta 0.3 \
+	python -m vla_dagger.dagger_sim --artifact out/exports/sim_$(POLICY) --beta 0.3 \
 		--out out/dagger/sim_$(POLICY)_r$(ROUND)a --episodes-per-task $$half --seed $$seed \
 		--overwrite && \
-	python -m vla_policy.dagger_sim --artifact out/exports/sim_$(POLICY) --beta 0 \
+	python -m vla_dagger.dagger_sim --artifact out/exports/sim_$(POLICY) --beta 0 \
 		--out out/dagger/sim_$(POLICY)_r$(ROUND)b --episodes-per-task $$half \
 		--seed $$(( seed + half )) --overwrite && \
 	rounds=$$(ls -d out/dagger/sim_$(POLICY)_r* | paste -sd, -) && \
@@ -55,7 +55,7 @@ dagger: setup
 		--set "data.recorded.extra_paths=[$$rounds]" && \
 	python -m vla_learning.export --checkpoint out/runs/sim_$(POLICY)/last.pt \
 		--output out/exports/sim_$(POLICY) && \
-	python -m vla_policy.evaluate --artifact out/exports/sim_$(POLICY) --episodes $(EPISODES) \
+	python -m vla_sim.evaluation.policy --artifact out/exports/sim_$(POLICY) --episodes $(EPISODES) \
 		--out out/eval/sim_$(POLICY)
 
 lint: setup

@@ -41,7 +41,7 @@ STREAMS = {  # topic: (type, rate Hz)
 
 def _env() -> dict[str, str]:
     env = dict(os.environ)
-    paths = [SRC / 'vla_teleop', SRC / 'vla_core', SRC / 'vla_ros_common']
+    paths = [SRC / 'vla_teleop', SRC / 'vla_data', SRC / 'vla_core', SRC / 'vla_ros_common']
     env['PYTHONPATH'] = os.pathsep.join([*map(str, paths), env.get('PYTHONPATH', '')])
     env['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
     return env
@@ -105,7 +105,12 @@ def main() -> int:
     args = parser.parse_args()
     os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(150, 200)))
     os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
-    sys.path[:0] = [str(SRC / 'vla_teleop'), str(SRC / 'vla_core'), str(SRC / 'vla_ros_common')]
+    sys.path[:0] = [
+        str(SRC / 'vla_teleop'),
+        str(SRC / 'vla_data'),
+        str(SRC / 'vla_core'),
+        str(SRC / 'vla_ros_common'),
+    ]
 
     import numpy as np
     import rclpy

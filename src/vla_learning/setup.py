@@ -38,6 +38,7 @@ setup(
             'vla-train = vla_learning.train:main',
             'vla-export = vla_learning.export.__main__:main',
             'vla-benchmark = vla_learning.benchmark:main',
+            'train_residual = vla_learning.train_residual:main',
         ]
     },
 )

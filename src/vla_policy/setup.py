@@ -24,8 +24,6 @@ setup(
         'console_scripts': [
             'vla-build-engine = vla_policy.backends.tensorrt_backend:main',
             'policy_node = vla_policy.policy_node:main',
-            'evaluate_policy = vla_policy.evaluate:main',
-            'dagger_sim = vla_policy.dagger_sim:main',
         ]
     },
 )

@@ -19,7 +19,8 @@ setup(
     license='Apache-2.0',
     entry_points={
         'console_scripts': [
-            'evaluate_expert = vla_sim.evaluate_expert:main',
+            'evaluate_expert = vla_sim.evaluation.expert:main',
+            'evaluate_policy = vla_sim.evaluation.policy:main',
             'sim_node = vla_sim.sim_node:main',
         ],
     },

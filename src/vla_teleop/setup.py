@@ -20,8 +20,6 @@ setup(
     entry_points={
         'console_scripts': [
             'recorder = vla_teleop.recorder_node:main',
-            'recover_episodes = vla_teleop.recover:main',
-            'build_dataset = vla_teleop.dataset.build:main',
             'teleop_node = vla_teleop.teleop_node:main',
         ],
     },

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from vla_core.chunk import ActionChunk
-from vla_policy.dagger_sim import PolicyDriver
+from vla_dagger.dagger_sim import PolicyDriver
+from vla_data.dataset import EpisodeDataset
+from vla_data.dataset.format import DatasetFormatError
 from vla_sim.config import SimConfig
-from vla_teleop.dataset import EpisodeDataset
-from vla_teleop.dataset.format import DatasetFormatError
-from vla_teleop.dataset.sim_demos import SimDemoConfig, generate
+from vla_sim.demos import SimDemoConfig, generate
 
 _CAMS = SimConfig(
     scene_camera_width=32, scene_camera_height=32, wrist_camera_width=32, wrist_camera_height=32

@@ -1,6 +1,6 @@
 """DAgger data in the sim: the trained policy drives, the scripted expert labels every frame.
 
-    python -m vla_policy.dagger_sim --artifact out/exports/sim_flow --out out/dagger/sim_flow_r1 \\
+    python -m vla_dagger.dagger_sim --artifact out/exports/sim_flow --out out/dagger/sim_flow_r1 \\
         --episodes-per-task 30 --seed 1000
 
 Behaviour cloning only sees the expert's own states; a policy's small errors take it to states
@@ -31,21 +31,21 @@ import sys
 import numpy as np
 
 from vla_core.config import ConfigError
-from vla_policy.evaluate import load_backend, sim_observation
-from vla_sim.expert import chunk_target
-from vla_sim.tasks import TASKS
-from vla_teleop.dataset.sim_demos import (
+from vla_sim.demos import (
     SimDemoConfig,
     add_dataset_arguments,
     generate,
     output_is_free,
 )
+from vla_sim.evaluation.policy import load_backend, sim_observation
+from vla_sim.expert import chunk_target
+from vla_sim.tasks import TASKS
 
 __all__ = ['PolicyDriver', 'main']
 
 
 class PolicyDriver:
-    """A loaded backend as a :class:`vla_teleop.dataset.sim_demos.Driver`."""
+    """A loaded backend as a :class:`vla_sim.demos.Driver`."""
 
     name = 'policy (expert labels)'
 

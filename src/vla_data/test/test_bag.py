@@ -4,22 +4,38 @@ from __future__ import annotations
 
 from pathlib import Path
 import shutil
+from typing import Any
 
 from mcap.reader import make_reader
 import numpy as np
 import pytest
-from recorder_harness import read_bag
 from rosbags.rosbag2 import Reader
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 import yaml
 
-from vla_teleop.bag import BagWriter, message_definition, recover_bag
+from vla_data.bag import BagWriter, recover_bag
+from vla_data.dataset.bag_reader import typestore_of
+from vla_data.message_definitions import message_definition
 
 QOS = [{'history': 'keep_last', 'depth': 5, 'reliability': 'reliable', 'durability': 'volatile',
         'deadline': {'sec': 0, 'nsec': 0}, 'lifespan': {'sec': 0, 'nsec': 0},
         'liveliness': 'automatic', 'liveliness_lease_duration': {'sec': 0, 'nsec': 0},
         'avoid_ros_namespace_conventions': False}]  # fmt: skip
 T0 = 1_700_000_000_000_000_000
+
+
+def read_bag(path: Path) -> dict[str, Any]:
+    """Every message of a bag through rosbags, deserialized with the definitions stored in it."""
+    out: dict[str, Any] = {'log_times': [], 'msgs': {}}
+    with Reader(path) as reader:
+        store = typestore_of(reader)
+        out['counts'] = {c.topic: c.msgcount for c in reader.connections}
+        out['message_count'] = reader.message_count
+        for conn, log_time, raw in reader.messages():
+            out['log_times'].append(log_time)
+            msg = store.deserialize_cdr(raw, conn.msgtype)
+            out['msgs'].setdefault(conn.topic, []).append((log_time, msg))
+    return out
 
 
 @pytest.mark.parametrize(

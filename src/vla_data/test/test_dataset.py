@@ -11,16 +11,17 @@ import pyarrow.parquet as pq
 import pytest
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
-from vla_teleop.bag import BagWriter, message_definition, write_json_atomic
-from vla_teleop.dataset import (
+from vla_data.bag import BagWriter, write_json_atomic
+from vla_data.dataset import (
     BuildConfig,
     DatasetBuildError,
     DatasetFormatError,
     EpisodeDataset,
     build_dataset,
 )
-from vla_teleop.dataset.build import main
-from vla_teleop.episodes_store import EpisodeStore
+from vla_data.dataset.build import main
+from vla_data.episodes_store import EpisodeStore
+from vla_data.message_definitions import message_definition
 
 NS = 1_000_000_000
 MS = 1_000_000

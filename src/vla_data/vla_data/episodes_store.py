@@ -9,7 +9,7 @@ import shutil
 from typing import Any
 
 from vla_core.episodes import IndexAllocator, episode_dir_name, parse_episode_dir_name
-from vla_teleop.bag import BagError, recover_bag, write_json_atomic
+from vla_data.bag import BagError, recover_bag, write_json_atomic
 
 __all__ = ['EpisodeStore']
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import sys
 
 from vla_core.episodes import parse_episode_dir_name
-from vla_teleop.bag import BagError, recover_bag
-from vla_teleop.episodes_store import EpisodeStore
+from vla_data.bag import BagError, recover_bag
+from vla_data.episodes_store import EpisodeStore
 
 __all__ = ['main']
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
+from vla_experiments.state_oracle import StateOracle, fit_state_mlp, load_state_samples, main
 from vla_policy.backends.base import Observation
-from vla_policy.state_oracle import StateOracle, fit_state_mlp, load_state_samples, main
 
 
 def test_fit_recovers_a_linear_map() -> None:
@@ -68,7 +68,7 @@ def test_oracle_noise_is_fresh_every_inference_and_unbiased() -> None:
 @pytest.fixture(scope='module')
 def scene_dataset(tmp_path_factory: pytest.TempPathFactory):
     from vla_sim.config import SimConfig
-    from vla_teleop.dataset.sim_demos import SimDemoConfig, generate
+    from vla_sim.demos import SimDemoConfig, generate
 
     root = tmp_path_factory.mktemp('oracle') / 'ds'
     cameras = SimConfig(
@@ -80,7 +80,7 @@ def scene_dataset(tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_samples_are_state_and_scene_in_chunk_offsets_out(scene_dataset) -> None:
-    from vla_teleop.dataset import EpisodeDataset
+    from vla_data.dataset import EpisodeDataset
 
     x, y, names = load_state_samples(scene_dataset, horizon=3)
     data = EpisodeDataset(scene_dataset, horizon=3, cameras=[])

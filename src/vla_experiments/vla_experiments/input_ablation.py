@@ -1,6 +1,6 @@
 """Which inputs does a trained policy use? Held-out error with each input shuffled.
 
-    python -m vla_learning.input_ablation --checkpoint out/runs/sim_flow/last.pt \
+    python -m vla_experiments.input_ablation --checkpoint out/runs/sim_flow/last.pt \
         --dataset out/dataset_sim --episodes 9
 
 On the last ``--episodes`` episodes of a dataset (the ones training held out), the RMS joint
@@ -31,11 +31,11 @@ def input_ablation(
 ) -> dict[str, float]:
     """RMS error [joint units] of the predicted chunks: ``as_is``, ``images_shuffled``,
     ``instruction_shuffled``, ``hold_still``; every ``stride``-th frame of the last ``episodes``."""
+    from vla_data.dataset import EpisodeDataset
+    from vla_data.dataset.format import read_episodes
     from vla_learning.language import make_instruction_encoder
     from vla_learning.preprocess import resize_square
     from vla_learning.training.checkpoint import load_policy
-    from vla_teleop.dataset import EpisodeDataset
-    from vla_teleop.dataset.format import read_episodes
 
     policy = load_policy(checkpoint).eval()
     f = policy.config.features

@@ -1,14 +1,14 @@
 """How well would a policy do with perfect perception? The same demos, the scene state as input.
 
-    python -m vla_policy.state_oracle --dataset out/dataset_sim --episodes 20 \
+    python -m vla_experiments.state_oracle --dataset out/dataset_sim --episodes 20 \
         [--noise-m 0.01] [--bias-m 0.015] --out out/eval/state_oracle
 
 A diagnostic for simulated datasets that record the privileged scene state
 (``observation.environment_state``: the instructed block's and the target's xy). It fits a small
 MLP from (joint state, scene state) to the expert's chunk (relative to the current joints) and
-runs it in closed loop through :func:`vla_policy.evaluate.run_episodes`, reading the scene state
-from the sim instead of the cameras. If it succeeds where the visuomotor policy fails, the data
-and the action representation are sufficient and perception is what to fix.
+runs it in closed loop through :func:`vla_sim.evaluation.policy.run_episodes`, reading the scene
+state from the sim instead of the cameras. If it succeeds where the visuomotor policy fails, the
+data and the action representation are sufficient and perception is what to fix.
 ``--noise-m``: fresh Gaussian noise on that state at every inference; ``--bias-m``: a Gaussian
 offset drawn once per episode. Together they say how precise perception has to be.
 """
@@ -82,7 +82,7 @@ def load_state_samples(
 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """``x = [state, scene state]`` ``(N, S + E)``, ``y`` = chunk minus state ``(N, H * A)``,
     and the action joint names, from a dataset that records the scene state."""
-    from vla_teleop.dataset import EpisodeDataset
+    from vla_data.dataset import EpisodeDataset
 
     data = EpisodeDataset(dataset, horizon=horizon, success_only=success_only, cameras=[])
     if not data.env_state_names:
@@ -162,8 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--out', type=Path, default=Path('out/eval/state_oracle'))
     p.add_argument('--no-progress', action='store_true')
     args = p.parse_args(argv)
-    from vla_policy.evaluate import run_episodes
-    from vla_teleop.dataset import EpisodeDataset
+    from vla_data.dataset import EpisodeDataset
+    from vla_sim.evaluation.policy import run_episodes
 
     torch.set_num_threads(args.threads)
     try:

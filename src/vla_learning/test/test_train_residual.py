@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vla_control.train_residual import export_onnx, fit_input_gain, relabel, train
 from vla_core.control import ControllerConfig, JointSample, ResidualConfig, ResidualController
+from vla_learning.train_residual import export_onnx, fit_input_gain, relabel, train
 
 torch = pytest.importorskip('torch')
 pytest.importorskip('onnxruntime')

@@ -9,14 +9,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from vla_core.config import ConfigError
+from vla_data.dataset.format import ENV_STATE_COLUMN, EpisodeDataset
+from vla_data.dataset.lerobot import export_lerobot
+from vla_sim import demos as sim_demos
 from vla_sim import rollout
 from vla_sim.config import SimConfig
+from vla_sim.demos import SimDemoConfig, generate
 from vla_sim.sim import MujocoSim
 from vla_sim.tasks import TabletopTask
-from vla_teleop.dataset import sim_demos
-from vla_teleop.dataset.format import ENV_STATE_COLUMN, EpisodeDataset
-from vla_teleop.dataset.lerobot import export_lerobot
-from vla_teleop.dataset.sim_demos import SimDemoConfig, generate
 
 SMALL_CAMERAS = SimConfig(
     scene_camera_width=64, scene_camera_height=48, wrist_camera_width=32, wrist_camera_height=32

@@ -10,8 +10,8 @@ import pytest
 
 from vla_core.chunk import ActionChunk
 from vla_core.control.reference import TrackerConfig
-from vla_policy.evaluate import main, run_episodes
 from vla_sim.config import SimConfig
+from vla_sim.evaluation.policy import main, run_episodes
 from vla_sim.expert import PushExpert
 from vla_sim.scene import BLOCK_COLORS
 from vla_sim.sim import MujocoSim

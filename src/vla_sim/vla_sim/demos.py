@@ -1,6 +1,6 @@
 """Expert demonstrations generated in-process in the MuJoCo sim, written as a built dataset.
 
-    python -m vla_teleop.dataset.sim_demos --out out/dataset_sim --episodes-per-task 100
+    python -m vla_sim.demos --out out/dataset_sim --episodes-per-task 100
 
 The same data the ROS path gives (``config/graphs/collect.yaml`` -> recorder bags ->
 ``build_dataset``), minus the transport: the scripted expert drives the sim at the control rate,
@@ -17,7 +17,7 @@ and ``slip_fraction`` of them move the named block off the push line once
 (``TabletopTask.slip_block``): the expert's re-approach is what a policy that pushed it astray
 needs to have seen.
 
-DAgger (Ross et al. 2011): with a :class:`Driver` (``vla_policy.dagger_sim`` wraps a trained
+DAgger (Ross et al. 2011): with a :class:`Driver` (``vla_dagger.dagger_sim`` wraps a trained
 policy in one), the driver's targets are executed instead of the expert's wherever it returns one,
 and the expert still labels every frame: the dataset then holds the expert's answer on the states
 the policy visits.
@@ -39,13 +39,13 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from vla_core.config import Config, ConfigError, config_to_flat, param
+from vla_data.dataset.format import DatasetWriter, encode_png, frame_columns
 from vla_sim.config import SimConfig
 from vla_sim.expert import ExpertConfig, PushExpert
 from vla_sim.rollout import expert_rollout_targets, run_episode
 from vla_sim.scene import ARM_JOINTS
 from vla_sim.sim import MujocoSim
 from vla_sim.tasks import SCENE_STATE_NAMES, TASKS, TabletopTask, TaskConfig
-from vla_teleop.dataset.format import DatasetWriter, encode_png, frame_columns
 
 __all__ = [
     'ENV_STATE_NAMES',
@@ -89,7 +89,7 @@ class SimDemoConfig(Config):
     plan_ticks: int = param(
         0, description='record, from every frame, this many frames of what the re-planning '
         'expert would command if it took over there (a rollout from a copy of the sim state: '
-        'the labels of relabelled episodes, see vla_teleop.dataset.format); 0 = none',
+        'the labels of relabelled episodes, see vla_data.dataset.format); 0 = none',
         range=(0, 1000),
     )  # fmt: skip
 

@@ -30,7 +30,7 @@ ROOT = SRC.parent
 
 def _env() -> dict[str, str]:
     env = dict(os.environ)
-    paths = [HERE, SRC / 'vla_teleop', SRC / 'vla_core', SRC / 'vla_ros_common']
+    paths = [HERE, SRC / 'vla_teleop', SRC / 'vla_data', SRC / 'vla_core', SRC / 'vla_ros_common']
     env['PYTHONPATH'] = os.pathsep.join([*map(str, paths), env.get('PYTHONPATH', '')])
     return env
 
@@ -133,7 +133,7 @@ def test_sigkill_mid_episode_loses_less_than_a_second(tmp_path):
         with pytest.raises(Exception, match='magic'), Reader(out / 'episode_000001'):
             pass
         recover = subprocess.run(
-            [sys.executable, '-m', 'vla_teleop.recover', str(out)],
+            [sys.executable, '-m', 'vla_data.recover', str(out)],
             env=_env(), capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         assert recover.returncode == 0, recover.stdout + recover.stderr

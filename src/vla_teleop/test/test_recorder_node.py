@@ -13,10 +13,10 @@ from recorder_harness import Harness, episode_json, read_bag, statuses, wait_for
 from recorder_test_nodes import DemoPublisher
 from std_msgs.msg import String
 
+from vla_data.recover import main as recover_main
 from vla_interfaces.msg import EpisodeStatus
 from vla_interfaces.srv import ResetEpisode, StartEpisode, StopEpisode
 from vla_ros_common import qos
-from vla_teleop.recover import main as recover_main
 
 ERROR, WARN = b'\x02', b'\x01'
 

@@ -73,21 +73,21 @@ from vla_core.episodes import (
     StreamMonitorConfig,
     key_help,
 )
+from vla_data.bag import (
+    BagError,
+    BagWriter,
+    qos_to_dict,
+    recover_bag,
+    write_json_atomic,
+)
+from vla_data.episodes_store import EpisodeStore
+from vla_data.message_definitions import message_definition
 from vla_interfaces.msg import EpisodeStatus
 from vla_interfaces.srv import ResetEpisode, StartEpisode, StopEpisode
 from vla_ros_common import diagnostics, qos
 from vla_ros_common.node_main import run_node
 from vla_ros_common.params import declare_config
 from vla_ros_common.topics import message_class, subscription_qos_for
-from vla_teleop.bag import (
-    BagError,
-    BagWriter,
-    message_definition,
-    qos_to_dict,
-    recover_bag,
-    write_json_atomic,
-)
-from vla_teleop.episodes_store import EpisodeStore
 
 __all__ = ['AutoConfig', 'RecorderConfig', 'RecorderNode', 'main']
 

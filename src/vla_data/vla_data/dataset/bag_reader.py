@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from rosbags.rosbag2 import Reader
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+from rosbags.typesys.store import Typestore
 import yaml
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     'JointStream',
     'image_to_rgb',
     'read_episode',
+    'typestore_of',
 ]
 
 IMAGE = 'sensor_msgs/msg/Image'
@@ -99,6 +101,17 @@ def image_to_rgb(msg: Any) -> np.ndarray:
     return np.ascontiguousarray(img[:, :, :3])
 
 
+def typestore_of(reader: Reader) -> Typestore:
+    """A typestore of every message type an open bag holds, built from the definitions stored
+    in the bag itself (no message package needed)."""
+    store = get_typestore(Stores.EMPTY)
+    types: dict[str, Any] = {}
+    for conn in reader.connections:
+        types.update(get_types_from_msg(conn.msgdef.data, conn.msgtype))
+    store.register(types)
+    return store
+
+
 def _episode_meta(path: Path) -> dict[str, Any]:
     f = path / 'episode.json'
     if f.is_file():
@@ -155,7 +168,6 @@ def read_episode(
             f'`ros2 run vla_teleop recover_episodes {path.parent}` first'
         )
     joint_names = dict(joint_names or {})
-    store = get_typestore(Stores.EMPTY)
     try:
         reader = Reader(path)
         reader.open()
@@ -166,10 +178,7 @@ def read_episode(
         ) from None
     try:
         topics = {c.topic: c.msgtype for c in reader.connections}
-        types: dict[str, Any] = {}
-        for conn in reader.connections:
-            types.update(get_types_from_msg(conn.msgdef.data, conn.msgtype))
-        store.register(types)
+        store = typestore_of(reader)
         wanted_images = (
             {t for t, ty in topics.items() if ty == IMAGE}
             if image_topics is None

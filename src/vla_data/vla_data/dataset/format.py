@@ -8,7 +8,7 @@ A dataset is derived from bags by ``build_dataset`` and can be rebuilt from them
       episodes.parquet              one row per episode (see EPISODE_COLUMNS)
       data/episode_000000.parquet   one row per grid tick (see frame columns below)
       sync_report.json              per-episode sync report of the build
-      lerobot/                      optional LeRobot v3 export (vla_teleop.dataset.lerobot)
+      lerobot/                      optional LeRobot v3 export (vla_data.dataset.lerobot)
 
 Frame columns of ``data/episode_NNNNNN.parquet`` (``G`` rows, one per control tick):
 

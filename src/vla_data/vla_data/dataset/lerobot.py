@@ -46,7 +46,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from vla_core.config import Config, param
-from vla_teleop.dataset.format import (
+from vla_data.dataset.format import (
     ENV_STATE_COLUMN,
     DatasetFormatError,
     EpisodeDataset,

@@ -45,7 +45,7 @@ def make_recorded_datasets(
     cfg: RecordedConfig, progress: bool = False
 ) -> tuple[ChunkDataset, ChunkDataset]:
     """``(train, val)`` from the dataset at ``cfg.path`` (and ``cfg.extra_paths``, train only)."""
-    from vla_teleop.dataset import EpisodeDataset  # the on-disk format's own loader
+    from vla_data.dataset import EpisodeDataset  # the on-disk format's own loader
 
     cameras = list(cfg.cameras) or None
     data = EpisodeDataset(

@@ -1,6 +1,6 @@
 """Benchmark the scripted expert: success per task, nominal and perturbed, with Wilson intervals.
 
-    python -m vla_sim.evaluate_expert --episodes 200
+    python -m vla_sim.evaluation.expert --episodes 200
 
 For every task and seed it runs the nominal episode, then the same seed again with the arm
 teleported by random joint offsets at a random time between 20 % and 80 % of the nominal

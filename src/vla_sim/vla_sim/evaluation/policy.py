@@ -1,6 +1,6 @@
 """Closed-loop evaluation of an exported policy in the simulator.
 
-    python -m vla_policy.evaluate --artifact out/exports/sim_flow --episodes 200 --out out/eval
+    python -m vla_sim.evaluation.policy --artifact out/exports/sim_flow --episodes 200
 
 For every task, N seeded episodes (seeds disjoint from training's when ``--seed`` differs): the
 policy sees the rendered cameras and joint state at ``--rate`` Hz, its chunk is executed by time
