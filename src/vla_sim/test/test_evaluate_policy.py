@@ -7,11 +7,13 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 
 from vla_core.chunk import ActionChunk
 from vla_core.control.reference import TrackerConfig
 from vla_sim.config import SimConfig
 from vla_sim.evaluation.policy import main, run_episodes
+from vla_sim.evaluation.true_scene import TrueSceneBackend
 from vla_sim.expert import PushExpert
 from vla_sim.scene import BLOCK_COLORS
 from vla_sim.sim import MujocoSim
@@ -101,26 +103,32 @@ def test_chunks_can_go_through_the_controllers_tracker(sim, tmp_path, mode) -> N
 
 
 class _SceneStateRecorder(_ExpertPolicy):
+    """The expert behind a torch-backend look-alike whose policy's scene localizer is asked
+    at every inference: what the true-scene wrapper gives it is recorded."""
+
     def __init__(self, sim: MujocoSim) -> None:
         super().__init__(sim)
+        self.policy = torch.nn.Linear(1, 1)
+        self.policy.localizer = torch.nn.Identity()  # replaced by the wrapper while inferring
         self.seen: list[tuple[np.ndarray, np.ndarray]] = []
 
     def infer(self, obs) -> ActionChunk:
         task_block = next(c for c in BLOCK_COLORS if f' {c} ' in obs.instruction)
         now = np.array([*self.sim.block_pose(task_block).position[:2], *self.sim.target_xy])
-        self.seen.append((obs.true_scene_state, now))
+        given = self.policy.localizer(torch.zeros(1, 3, 8, 8), None)[0].numpy()
+        self.seen.append((given, now))
         return super().infer(obs)
 
 
 def test_the_true_scene_state_can_replace_perception(sim, tmp_path, capsys) -> None:
     policy = _SceneStateRecorder(sim)
     run_episodes(
-        policy, ['push_blue'], 1, 100_000, tmp_path, videos=0, time_limit_s=1.0, progress=False,
-        sim=sim, true_scene_state=True,
+        TrueSceneBackend(policy), ['push_blue'], 1, 100_000, tmp_path, videos=0,
+        time_limit_s=1.0, progress=False, sim=sim,
     )  # fmt: skip
     assert len(policy.seen) >= 10
     for given, now in policy.seen:  # the named block's and the target's xy at that instant
-        np.testing.assert_allclose(given, now, atol=1e-9)
+        np.testing.assert_allclose(given, now, atol=1e-6)  # float32
     report = json.loads((tmp_path / 'results.json').read_text())
     assert report['settings']['scene_state'] == 'true (sim)'
     argv = ['--artifact', str(tmp_path), '--true-scene-state']  # the ONNX Runtime default

@@ -17,7 +17,7 @@ block, pushed it closer but not in.
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 import json
 from pathlib import Path
 import sys
@@ -72,7 +72,6 @@ def _episode(
     rate: float,
     video: Path | None,
     tracking: TrackerConfig | None,
-    true_scene_state: bool = False,
 ) -> EpisodeOutcome:
     import cv2
 
@@ -95,8 +94,6 @@ def _episode(
     while True:
         if chunk is None or step % every == 0:
             observation, frames = sim_observation(sim, backend.spec, task.instruction)
-            if true_scene_state:
-                observation = replace(observation, true_scene_state=task.scene_state())
             if video is not None:
                 if writer is None:
                     h, w = frames[0].shape[:2]
@@ -159,10 +156,17 @@ def evaluate(
     backend_kind: str = 'onnxruntime',
     instruction_encoder: str = 'minilm',
     threads: int = 2,
+    true_scene_state: bool = False,
     **options,
 ) -> list[EpisodeOutcome]:
-    """Load ``artifact`` in a backend and :func:`run_episodes` with it."""
+    """Load ``artifact`` in a backend and :func:`run_episodes` with it. ``true_scene_state``:
+    the policy's localizer token gets the sim's true scene state instead of its estimate
+    (perfect perception; the torch backend): is perception or control short?"""
     backend = load_backend(artifact, backend_kind, threads, instruction_encoder)
+    if true_scene_state:
+        from vla_sim.evaluation.true_scene import TrueSceneBackend
+
+        backend = TrueSceneBackend(backend)
     return run_episodes(backend, tasks, episodes, seed, out, label=artifact, **options)
 
 
@@ -181,7 +185,6 @@ def run_episodes(
     progress: bool = True,
     label: str = '',
     sim=None,
-    true_scene_state: bool = False,
 ) -> list[EpisodeOutcome]:
     """``episodes`` seeded episodes per task with a loaded backend (anything with ``spec`` and
     ``infer(Observation) -> ActionChunk``, optionally ``reset_episode(task, seed)``, called
@@ -190,8 +193,6 @@ def run_episodes(
     ``sim``: a connected :class:`~vla_sim.sim.MujocoSim` to run in (else one is made at
     ``control_hz`` and disconnected at the end). ``tracking``: chunks go through the
     controller's tracker with this config (else the newest chunk, linearly interpolated).
-    ``true_scene_state``: the policy's localizer token gets the sim's true scene state instead
-    of its estimate (perfect perception; the torch backend): is perception or control short?
     """
     from tqdm import tqdm
 
@@ -212,9 +213,7 @@ def run_episodes(
             task = TabletopTask(sim, name, task_config)
             for i in range(episodes):
                 video = out / f'{name}_seed{seed + i}.mp4' if i < videos else None
-                outcomes.append(
-                    _episode(sim, backend, task, seed + i, rate, video, tracking, true_scene_state)
-                )
+                outcomes.append(_episode(sim, backend, task, seed + i, rate, video, tracking))
                 bar.update()
                 done = [o for o in outcomes if o.task == name]
                 bar.set_postfix(task=name, success=f'{sum(o.success for o in done)}/{len(done)}')
@@ -226,7 +225,7 @@ def run_episodes(
         'rate_hz': rate, 'control_hz': sim.config.control_hz,
         'tracking': 'direct' if tracking is None else config_to_flat(tracking),
         'time_limit_s': task_config.time_limit_s,
-        'scene_state': 'true (sim)' if true_scene_state else 'estimated',
+        'scene_state': getattr(backend, 'scene_state_source', 'estimated'),
     }  # fmt: skip
     _report(outcomes, tasks, out, label, settings)
     return outcomes
