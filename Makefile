@@ -58,8 +58,10 @@ dagger: setup
 	python -m vla_sim.evaluation.policy --artifact out/exports/sim_$(POLICY) --episodes $(EPISODES) \
 		--out out/eval/sim_$(POLICY)
 
+# Style, the Dockerfiles, and every import declared in its package.xml (tools/rosdep_keys.yaml).
 lint: setup
 	@$(IN_ENV) ruff check . && ruff format --check . && hadolint docker/Dockerfile.*
+	@$(IN_ENV) python tools/check_package_deps.py
 	@echo "lint: ok"
 
 # Each package's own tests through colcon (pure core and node tests), then the cross-package and

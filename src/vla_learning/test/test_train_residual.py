@@ -67,15 +67,18 @@ def test_untrained_net_is_zero_and_trained_net_is_bounded_and_exports(tmp_path):
     assert np.all(np.abs(out) <= bound + 1e-6)
     assert np.max(np.abs(out)) > 0.0
 
-    from vla_control.residual_onnx import OnnxResidual
+    import onnxruntime as ort
 
     path = tmp_path / 'r.onnx'
     export_onnx(net, path, 2, {'dof': '2'})
-    residual = OnnxResidual(path, dof=2)
-    assert residual.metadata['dof'] == '2'
-    np.testing.assert_allclose(residual(feats[7]), out[7], atol=1e-5)
-    with pytest.raises(ValueError):
-        OnnxResidual(path, dof=3)
+    session = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
+    assert session.get_modelmeta().custom_metadata_map['dof'] == '2'
+    (exported,) = session.run(None, {'features': feats[:8].astype(np.float32)})
+    np.testing.assert_allclose(exported, out[:8], atol=1e-5)  # dynamic batch axis
+
+    def residual(features: np.ndarray) -> np.ndarray:
+        x = np.asarray(features, np.float32)[None]
+        return session.run(None, {'features': x})[0][0]
 
     # Plugged into the controller (velocity mode), switchable at runtime.
     cfg = ControllerConfig(

@@ -348,9 +348,14 @@ def main(argv: list[str] | None = None) -> int:
     data = export_onnx(net, args.out, dof, meta)
     print(f'exported {args.out} ({len(data)} bytes) in {time.perf_counter() - t0:.1f} s')
     if args.synthetic:
-        from vla_control.residual_onnx import OnnxResidual
+        # The trained network itself (the export's parity with it is tested); the controller
+        # node runs the ONNX file through vla_control.residual_onnx.OnnxResidual.
+        torch = _torch()
 
-        residual = OnnxResidual(data, dof)
+        def residual(features: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                return net(torch.as_tensor(features, dtype=torch.float32)[None])[0].numpy()
+
         _, rms_after = simulate(5.0, residual=residual, phase=0.9, seed=99)
         _, rms_pid = simulate(5.0, residual=None, phase=0.9, seed=99)
         print(
