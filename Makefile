@@ -58,10 +58,13 @@ dagger: setup
 	python -m vla_sim.evaluation.policy --artifact out/exports/sim_$(POLICY) --episodes $(EPISODES) \
 		--out out/eval/sim_$(POLICY)
 
-# Style, the Dockerfiles, and every import declared in its package.xml (tools/rosdep_keys.yaml).
+# Style, the Dockerfiles, every import declared in its package.xml (tools/rosdep_keys.yaml), the
+# package boundaries (import-linter contracts in pyproject.toml).
 lint: setup
 	@$(IN_ENV) ruff check . && ruff format --check . && hadolint docker/Dockerfile.*
 	@$(IN_ENV) python tools/check_package_deps.py
+	@$(IN_ENV) out=$$(lint-imports --no-cache 2>&1) || { echo "$$out"; exit 1; }; \
+		echo "$$out" | grep '^Contracts:'
 	@echo "lint: ok"
 
 # Each package's own tests through colcon (pure core and node tests), then the cross-package and
