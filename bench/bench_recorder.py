@@ -71,7 +71,7 @@ def _start_recorder(tmp: Path, out: Path, compression: str) -> tuple[subprocess.
     }
     graph = tmp / 'recorder.yaml'
     graph.write_text(yaml.safe_dump({'name': 'bench', 'nodes': [{
-        'name': 'recorder', 'package': 'vla_teleop', 'executable': 'recorder',
+        'name': 'recorder', 'package': 'vla_teleop', 'executable': 'recorder_node',
         'plugin': 'vla_teleop.recorder_node:RecorderNode', 'parameters': [params]}]}))  # fmt: skip
     log = tmp / 'recorder.log'
     proc = subprocess.Popen(

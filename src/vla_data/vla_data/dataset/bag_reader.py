@@ -165,7 +165,7 @@ def read_episode(
     if meta.get('status') == 'recording':
         raise BagReadError(
             f'{path}: still marked recording (the recorder was killed): run '
-            f'`ros2 run vla_teleop recover_episodes {path.parent}` first'
+            f'`vla recover {path.parent}` first'
         )
     joint_names = dict(joint_names or {})
     try:
@@ -174,7 +174,7 @@ def read_episode(
     except Exception as err:  # rosbags raises several types for torn or foreign files
         raise BagReadError(
             f'{path}: cannot open the bag ({err}); if the recorder was killed, run '
-            f'`ros2 run vla_teleop recover_episodes {path}`'
+            f'`vla recover {path}`'
         ) from None
     try:
         topics = {c.topic: c.msgtype for c in reader.connections}
