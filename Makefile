@@ -59,10 +59,11 @@ dagger: setup
 		--out out/eval/sim_$(POLICY)
 
 # Style, the Dockerfiles, every import declared in its package.xml (tools/rosdep_keys.yaml), the
-# package boundaries (import-linter contracts in pyproject.toml).
+# package boundaries (import-linter contracts) and types (mypy; both configured in pyproject.toml).
 lint: setup
 	@$(IN_ENV) ruff check . && ruff format --check . && hadolint docker/Dockerfile.*
 	@$(IN_ENV) python tools/check_package_deps.py
+	@$(IN_ENV) mypy
 	@$(IN_ENV) out=$$(lint-imports --no-cache 2>&1) || { echo "$$out"; exit 1; }; \
 		echo "$$out" | grep '^Contracts:'
 	@echo "lint: ok"

@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from vla_core.config import Config, ConfigError, param
 
@@ -116,7 +117,7 @@ def quat_conjugate(q: np.ndarray) -> np.ndarray:
     return np.array([q[0], -q[1], -q[2], -q[3]])
 
 
-def quat_from_rotvec(v: np.ndarray) -> np.ndarray:
+def quat_from_rotvec(v: npt.ArrayLike) -> np.ndarray:
     v = np.asarray(v, dtype=np.float64)
     angle = float(np.linalg.norm(v))
     if angle < 1e-12:

@@ -200,7 +200,7 @@ def read_episode(
         wanted = set(bag.images) | set(bag.joints) | set(bag.chunks) | set(instruction_topics)
         conns = [c for c in reader.connections if c.topic in wanted]
         for conn, _log_time, raw in reader.messages(connections=conns):
-            msg = store.deserialize_cdr(raw, conn.msgtype)
+            msg: Any = store.deserialize_cdr(raw, conn.msgtype)  # the type the bag defines
             t = conn.topic
             if t in bag.images:
                 bag.images[t].stamps_ns.append(_stamp_ns(msg.header))

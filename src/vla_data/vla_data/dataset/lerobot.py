@@ -105,6 +105,7 @@ class _Stats:
         if self.lo is None:
             self.lo, self.hi, self.s, self.ss = lo, hi, s, ss
         else:
+            assert self.hi is not None and self.s is not None and self.ss is not None
             self.lo = np.minimum(self.lo, lo)
             self.hi = np.maximum(self.hi, hi)
             self.s, self.ss = self.s + s, self.ss + ss
@@ -113,11 +114,13 @@ class _Stats:
     def merge(self, other: _Stats) -> None:
         if other.lo is None:
             return
+        assert other.hi is not None and other.s is not None and other.ss is not None
         if self.lo is None:
             self.n, self.lo, self.hi, self.s, self.ss = (
                 other.n, other.lo, other.hi, other.s, other.ss
             )  # fmt: skip
             return
+        assert self.hi is not None and self.s is not None and self.ss is not None
         self.lo, self.hi = np.minimum(self.lo, other.lo), np.maximum(self.hi, other.hi)
         self.s, self.ss, self.n = self.s + other.s, self.ss + other.ss, self.n + other.n
 
@@ -203,7 +206,7 @@ def export_lerobot(
         )
         path.parent.mkdir(parents=True, exist_ok=True)
         h, w = shapes[c][0], shapes[c][1]
-        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*cfg.fourcc), fps, (w, h))
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*cfg.fourcc), fps, (w, h))
         if not writer.isOpened():
             raise RuntimeError(f'OpenCV cannot write {cfg.fourcc!r} video to {path}')
         writers[c], video_paths[c], video_frames[c] = writer, path, 0
