@@ -1,7 +1,7 @@
 """Demonstration recorder: configured topics -> one rosbag2 (MCAP) bag per episode.
 
     ros2 run vla_teleop recorder --ros-args --params-file config/recorder.yaml
-    python -m vla_ros_common.runner <graph with the recorder>
+    vla run <graph with the recorder>
 
 On disk (``output_dir``)::
 
