@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from console_scripts import console_scripts
 import pytest
 from rclpy.lifecycle import LifecycleNode
 from rclpy.node import Node
@@ -35,20 +36,6 @@ def _default_graph(launch_file: Path) -> str:
                 if kw.arg == 'default_graph':
                     return ast.literal_eval(kw.value)
     raise AssertionError(f'{launch_file.name} does not call graph_launch_description')
-
-
-def _console_scripts(package: str) -> dict[str, str]:
-    tree = ast.parse((ROOT / 'src' / package / 'setup.py').read_text())
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Dict):
-            for key, value in zip(node.keys, node.values, strict=True):
-                if isinstance(key, ast.Constant) and key.value == 'console_scripts':
-                    entries = ast.literal_eval(value)
-                    return dict(
-                        (name.strip(), target.strip())
-                        for name, target in (e.split('=') for e in entries)
-                    )
-    return {}
 
 
 def test_robot_launch_exists_and_names_a_graph():
@@ -77,7 +64,7 @@ def test_every_graph_node_is_runnable_both_ways(graph_file):
             assert params.is_file() and SHARE in params.parents
         executable = INSTALL / spec.package / 'lib' / spec.package / spec.executable
         assert executable.is_file(), f'{spec.name}: ros2 run would not find {executable}'
-        target = _console_scripts(spec.package).get(spec.executable)
+        target = console_scripts(spec.package).get(spec.executable)
         assert target, f'{spec.executable} is not a console script of {spec.package}'
         module, _, function = target.partition(':')
         assert function == 'main'

@@ -107,7 +107,7 @@ def test_every_bag_reads_back_exactly(recorded):
 
 
 def test_bags_convert_to_an_aligned_dataset(recorded, tmp_path):
-    from vla_teleop.dataset import EpisodeDataset, build_dataset
+    from vla_data.dataset import EpisodeDataset, build_dataset
 
     result = build_dataset(recorded, tmp_path / 'dataset', progress=False)
     data = EpisodeDataset(tmp_path / 'dataset', horizon=4)

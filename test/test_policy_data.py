@@ -14,17 +14,17 @@ import torch
 
 from vla_core.chunk import ActionChunk
 from vla_core.config import ConfigError
+from vla_dagger.dagger_sim import PolicyDriver
+from vla_data.dataset.format import ENV_STATE_COLUMN
+from vla_experiments.input_ablation import input_ablation
+from vla_experiments.state_oracle import load_state_samples
 from vla_learning.data.recorded import RecordedConfig, make_recorded_datasets
-from vla_learning.input_ablation import input_ablation
 from vla_learning.policies.configuration_policy import PolicyConfig
 from vla_learning.policies.factory import make_policy
 from vla_learning.training.checkpoint import save_checkpoint
-from vla_policy.dagger_sim import PolicyDriver
-from vla_policy.state_oracle import load_state_samples
 from vla_sim.config import SimConfig
+from vla_sim.demos import SimDemoConfig, generate
 from vla_sim.scene import ARM_JOINTS
-from vla_teleop.dataset.format import ENV_STATE_COLUMN
-from vla_teleop.dataset.sim_demos import SimDemoConfig, generate
 
 _CAMS = SimConfig(
     scene_camera_width=48, scene_camera_height=48, wrist_camera_width=32, wrist_camera_height=32

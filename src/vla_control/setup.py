@@ -21,7 +21,6 @@ setup(
     entry_points={
         'console_scripts': [
             'controller_node = vla_control.controller_node:main',
-            'train_residual = vla_control.train_residual:main',
         ],
     },
 )

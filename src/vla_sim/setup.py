@@ -19,8 +19,10 @@ setup(
     license='Apache-2.0',
     entry_points={
         'console_scripts': [
-            'evaluate_expert = vla_sim.evaluate_expert:main',
             'sim_node = vla_sim.sim_node:main',
+            # renamed in 0.2 (vla <command>); these print a deprecation line
+            'evaluate_policy = vla_sim.renamed_commands:evaluate_policy',
+            'evaluate_expert = vla_sim.renamed_commands:evaluate_expert',
         ],
     },
 )

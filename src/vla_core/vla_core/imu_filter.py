@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 from transforms3d.quaternions import axangle2quat, qconjugate, qmult, rotate_vector
 
 from vla_core.config import Config, ConfigError, param
@@ -98,7 +99,7 @@ class ImuFilterConfig(Config):
             )
 
 
-def quat_from_rotvec(v: np.ndarray) -> np.ndarray:
+def quat_from_rotvec(v: npt.ArrayLike) -> np.ndarray:
     """Unit quaternion (w, x, y, z) of a rotation vector (axis * angle); first order near 0."""
     v = np.asarray(v, dtype=np.float64)
     angle = float(np.linalg.norm(v))

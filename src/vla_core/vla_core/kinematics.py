@@ -86,12 +86,12 @@ def _parse_joint(element: ET.Element) -> UrdfJoint:
         raise UrdfError('a <joint> has no name')
     if kind not in _TYPES:
         raise UrdfError(f'{where}: type {kind!r} is not supported (one of {list(_TYPES)})')
-    ends = {}
+    ends: dict[str, str] = {}
     for tag in ('parent', 'child'):
         node = element.find(tag)
         if node is None or not node.get('link'):
             raise UrdfError(f'{where}: no <{tag} link=...>')
-        ends[tag] = node.get('link')
+        ends[tag] = str(node.get('link'))
     origin_el = element.find('origin')
     xyz = _floats(None if origin_el is None else origin_el.get('xyz'), 3, (0, 0, 0), where)
     rpy = _floats(None if origin_el is None else origin_el.get('rpy'), 3, (0, 0, 0), where)

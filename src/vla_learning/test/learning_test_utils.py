@@ -52,6 +52,22 @@ def tiny_localizing_policy(
     return make_policy(cfg, data.norm_stats())
 
 
+def predict_with_scene(
+    policy: Policy,
+    images: torch.Tensor,
+    state: torch.Tensor,
+    lang_emb: torch.Tensor,
+    noise: torch.Tensor | None,
+    scene: torch.Tensor,
+) -> torch.Tensor:
+    """``predict_chunk`` with a scene localizer that returns ``scene (B, 4)`` exactly."""
+    policy.localizer.forward = lambda image, lang_n: scene
+    try:
+        return policy.predict_chunk(images, state, lang_emb, noise)
+    finally:
+        del policy.localizer.forward  # the class's own forward again
+
+
 def first_batch(data: ChunkDataset, n: int = 4) -> Batch:
     return data.batch(torch.arange(n))
 

@@ -12,6 +12,7 @@ import torch
 from learning_test_utils import (
     coloured_scenes,
     first_batch,
+    predict_with_scene,
     tiny_config,
     tiny_localizing_policy,
     tiny_policy,
@@ -165,7 +166,7 @@ def test_mlp_expert_reads_joints_scene_and_trunk_only_where_configured(
 
     def chunk(images: torch.Tensor, state: torch.Tensor, scene: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return policy.predict_chunk(images, state, batch.lang_emb, noise, None, scene)
+            return predict_with_scene(policy, images, state, batch.lang_emb, noise, scene)
 
     base = chunk(batch.images, batch.state, scene)
     assert base.shape == (4, *policy.chunk_shape)
@@ -233,12 +234,12 @@ def test_condition_head_feeds_the_state_and_scene_token_past_the_trunk(
     noise = policy.sample_noise(4, torch.Generator().manual_seed(0))
     scene = batch.env_state
     with torch.no_grad():
-        base = policy.predict_chunk(batch.images, batch.state, batch.lang_emb, noise, None, scene)
-        moved_joints = policy.predict_chunk(
-            batch.images, batch.state + 0.3, batch.lang_emb, noise, None, scene
+        base = predict_with_scene(policy, batch.images, batch.state, batch.lang_emb, noise, scene)
+        moved_joints = predict_with_scene(
+            policy, batch.images, batch.state + 0.3, batch.lang_emb, noise, scene
         )
-        moved_block = policy.predict_chunk(
-            batch.images, batch.state, batch.lang_emb, noise, None, scene + 0.05
+        moved_block = predict_with_scene(
+            policy, batch.images, batch.state, batch.lang_emb, noise, scene + 0.05
         )
     assert torch.allclose(base, moved_joints) != condition
     assert torch.allclose(base, moved_block) != condition
@@ -302,25 +303,6 @@ def test_scene_token_is_the_recorded_state_in_training_and_the_estimate_deployed
         # The loss is taken on the recorded rows only.
         only_known, _ = policy.localizer.loss(b.images[:2, 0], lang_n[:2], half[:2])
     assert float(loss) == pytest.approx(float(only_known)) and float(zero) == 0.0
-
-
-@pytest.mark.parametrize('policy_type', ['flow', 'act'])
-def test_a_true_scene_state_replaces_the_estimate_at_inference(policy_type, tiny_data) -> None:
-    train, _ = tiny_data
-    policy = tiny_localizing_policy(policy_type, train).eval()
-    b = first_batch(train)
-    noise = policy.sample_noise(4, torch.Generator().manual_seed(0))
-    true = _scene_state()
-    with torch.no_grad():
-        estimated = policy.predict_chunk(b.images, b.state, b.lang_emb, noise)
-        given = policy.predict_chunk(b.images, b.state, b.lang_emb, noise, true_scene_state=true)
-        policy.localizer.forward = lambda image, lang_n: true  # a localizer that is always right
-        perfect = policy.predict_chunk(b.images, b.state, b.lang_emb, noise)
-    torch.testing.assert_close(given, perfect)
-    assert not torch.allclose(given, estimated)
-    plain = tiny_policy(policy_type, train)
-    with pytest.raises(ValueError, match='no scene localizer'):
-        plain.predict_chunk(b.images, b.state, b.lang_emb, noise, true_scene_state=true)
 
 
 def test_a_frozen_localizer_has_no_loss_and_keeps_its_goal_choice(tiny_data) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 import shutil
@@ -65,19 +64,6 @@ def test_onnxruntime_and_torch_backends_agree(kind, request) -> None:
         assert a.targets.shape == (spec.horizon, spec.action_dim)
         np.testing.assert_allclose(a.targets, b.targets, atol=1e-4)
     assert ort_backend.infer(obs).sequence == 4
-
-
-def test_only_the_torch_backend_takes_a_true_scene_state(flow_export) -> None:
-    """The perfect-perception diagnostic reaches the checkpoint's localizer; the exported graph
-    has no such input, so ONNX Runtime refuses it rather than ignore it."""
-    obs = dataclasses.replace(_observation(flow_export), true_scene_state=np.zeros(4))
-    ort_backend, torch_backend = make_backend('onnxruntime'), make_backend('torch')
-    ort_backend.load(flow_export)
-    torch_backend.load(flow_export / 'policy.pt')
-    with pytest.raises(BackendError, match='needs the torch backend'):
-        ort_backend.infer(obs)
-    with pytest.raises(ValueError, match='no scene localizer'):  # it reached the policy
-        torch_backend.infer(obs)
 
 
 def test_flow_noise_stream_is_seeded(flow_export) -> None:

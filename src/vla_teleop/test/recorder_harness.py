@@ -17,8 +17,8 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rosbags.rosbag2 import Reader
-from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
+from vla_data.dataset.bag_reader import typestore_of
 from vla_ros_common.node_main import make_executor
 from vla_teleop.recorder_node import RecorderNode
 
@@ -65,12 +65,14 @@ class Harness:
         overrides = [Parameter(k, value=v) for k, v in params.items()]
         return self.add(cls(context=self.context, parameter_overrides=overrides))
 
-    def recorder(self, root: Path, **params: Any) -> RecorderNode:
+    def recorder(
+        self, root: Path, node_class: type[RecorderNode] = RecorderNode, **params: Any
+    ) -> RecorderNode:
         params.setdefault('topics', TOPICS)
         params.setdefault('min_free_mb', 0.0)
         params.setdefault('graph_period', 0.1)
         params.setdefault('diagnostics_period', 0.2)
-        return self.node(RecorderNode, output_dir=str(root), **params)
+        return self.node(node_class, output_dir=str(root), **params)
 
     def remove(self, node: Node) -> None:
         self.executor.remove_node(node)
@@ -91,13 +93,9 @@ def statuses(harness: Harness, name: str) -> list[Any]:
 
 def read_bag(path: Path) -> dict[str, Any]:
     """Every message of a bag through rosbags, deserialized with the definitions stored in it."""
-    store = get_typestore(Stores.EMPTY)
     out: dict[str, Any] = {'topics': {}, 'log_times': [], 'counts': {}, 'msgs': {}}
     with Reader(path) as reader:
-        types: dict[str, Any] = {}
-        for conn in reader.connections:
-            types.update(get_types_from_msg(conn.msgdef.data, conn.msgtype))
-        store.register(types)
+        store = typestore_of(reader)
         out['counts'] = {c.topic: c.msgcount for c in reader.connections}
         out['message_count'] = reader.message_count
         for conn, log_time, raw in reader.messages():

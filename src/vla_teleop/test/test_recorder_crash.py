@@ -30,7 +30,7 @@ ROOT = SRC.parent
 
 def _env() -> dict[str, str]:
     env = dict(os.environ)
-    paths = [HERE, SRC / 'vla_teleop', SRC / 'vla_core', SRC / 'vla_ros_common']
+    paths = [HERE, SRC / 'vla_teleop', SRC / 'vla_data', SRC / 'vla_core', SRC / 'vla_ros_common']
     env['PYTHONPATH'] = os.pathsep.join([*map(str, paths), env.get('PYTHONPATH', '')])
     return env
 
@@ -55,7 +55,7 @@ def _recorder(tmp: Path, out: Path) -> subprocess.Popen:
     params = {'output_dir': str(out), 'topics': TOPICS, 'min_free_mb': 0.0, 'graph_period': 0.1,
               'flush_period': 0.25, 'robot': 'demo'}  # fmt: skip
     return _runner(tmp, 'recorder', {
-        'name': 'recorder', 'package': 'vla_teleop', 'executable': 'recorder',
+        'name': 'recorder', 'package': 'vla_teleop', 'executable': 'recorder_node',
         'plugin': 'vla_teleop.recorder_node:RecorderNode', 'parameters': [params]},
         ready='subscribed /joint_states')  # fmt: skip
 
@@ -133,7 +133,7 @@ def test_sigkill_mid_episode_loses_less_than_a_second(tmp_path):
         with pytest.raises(Exception, match='magic'), Reader(out / 'episode_000001'):
             pass
         recover = subprocess.run(
-            [sys.executable, '-m', 'vla_teleop.recover', str(out)],
+            [sys.executable, '-m', 'vla_data.recover', str(out)],
             env=_env(), capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         assert recover.returncode == 0, recover.stdout + recover.stderr

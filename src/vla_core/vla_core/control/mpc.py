@@ -15,14 +15,10 @@ from dataclasses import dataclass
 import time
 
 import numpy as np
-import osqp
-import scipy.sparse as sp
 
 from vla_core.config import Config, ConfigError, param
 
 __all__ = ['JointMpc', 'MpcConfig', 'MpcResult']
-
-_OK = (osqp.SolverStatus.OSQP_SOLVED, osqp.SolverStatus.OSQP_SOLVED_INACCURATE)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,6 +74,11 @@ class JointMpc:
         v_max: np.ndarray,
         a_max: np.ndarray,
     ) -> None:
+        # Imported here: only a controller that runs the MPC layer needs OSQP and SciPy.
+        import osqp
+        import scipy.sparse as sp
+
+        self._ok = (osqp.SolverStatus.OSQP_SOLVED, osqp.SolverStatus.OSQP_SOLVED_INACCURATE)
         self.config = config
         self.dof = d = int(np.asarray(q_min).size)
         self.q_min, self.q_max = np.asarray(q_min, float), np.asarray(q_max, float)
@@ -216,7 +217,7 @@ class JointMpc:
         except Exception as err:  # a solver fault must never take the loop down
             status_val, status, iters, x = -1, f'exception: {err}', 0, None
         dt_solve = time.perf_counter() - t0
-        ok = status_val in _OK and x is not None and bool(np.all(np.isfinite(x)))
+        ok = status_val in self._ok and x is not None and bool(np.all(np.isfinite(x)))
         if ok:
             assert x is not None
             acc = x[o_a:o_sp].reshape(n, d) / self.config.step_dt

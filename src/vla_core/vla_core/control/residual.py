@@ -1,7 +1,7 @@
 """Learned residual on top of the classical command: ``u = u_classic + r(state, reference)``.
 
 The network itself lives outside the pure core (an ONNX file evaluated by
-``vla_control.residual_onnx.OnnxResidual``, trained by ``vla_control.train_residual``); the core
+``vla_control.residual_onnx.OnnxResidual``, trained by ``vla_learning.train_residual``); the core
 only fixes the feature layout both sides share, and guards the output: bounded per joint, zero
 when disabled, when it raises or when it returns NaN/Inf.
 """

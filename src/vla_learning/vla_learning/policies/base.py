@@ -99,23 +99,18 @@ class Policy(nn.Module, ABC):
         lang_n: torch.Tensor,
         env_state: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
-        true_scene_state: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor | None, torch.Tensor, dict[str, float]]:
         """The localizer's trunk token ``(B, 1, D)`` (None without a localizer), its weighted
         loss and logs. With ``env_state`` (training) the loss is taken, and rows where the
         state is recorded feed it (plus ``teacher_noise_m`` noise) to the token instead of the
-        estimate; without (inference) the token is the estimate, or ``true_scene_state (B, 4)``
-        [m] where given (perfect perception: a diagnostic in simulation). A frozen
-        (pretrained) localizer has no loss here."""
+        estimate; without (inference) the token is the estimate. A frozen (pretrained) localizer
+        has no loss here."""
         zero = images.new_zeros(())
         if self.localizer is None:
-            if true_scene_state is not None:
-                raise ValueError('true_scene_state: this policy has no scene localizer')
             return None, zero, {}
         image = images[:, self.config.scene.camera]
         if env_state is None:
-            xy = self.localizer(image, lang_n) if true_scene_state is None else true_scene_state
-            return self.scene_in(xy / SCALE_M)[:, None], zero, {}
+            return self.scene_in(self.localizer(image, lang_n) / SCALE_M)[:, None], zero, {}
         known = torch.isfinite(env_state).all(-1, keepdim=True)
         noise = torch.randn(env_state.shape, generator=generator).to(env_state.device)
         teacher = torch.nan_to_num(env_state) + self.config.scene.teacher_noise_m * noise
@@ -173,12 +168,10 @@ class Policy(nn.Module, ABC):
         lang_emb: torch.Tensor,
         noise: torch.Tensor | None = None,
         vision_features: torch.Tensor | None = None,
-        true_scene_state: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``images (B, N, 3, H, W)`` in [0, 1], raw ``state (B, S)``, ``lang_emb (B, L)``,
         ``noise (B, H, A)`` (flow only; ignored otherwise), cached backbone ``vision_features``
-        (frozen backbone; then ``images`` is not read) -> raw targets ``(B, H, A)``.
-        ``true_scene_state``: see :meth:`scene_tokens` (not part of the exported graph)."""
+        (frozen backbone; then ``images`` is not read) -> raw targets ``(B, H, A)``."""
 
     def forward(
         self,

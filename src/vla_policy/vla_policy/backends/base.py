@@ -41,9 +41,6 @@ class Observation:
     instruction: str = ''
     lang_emb: np.ndarray | None = None  # (lang_dim,) precomputed; else instruction is encoded
     noise: np.ndarray | None = None  # (H, A) flow noise override (tests, parity checks)
-    # (4,) the true scene state (object xy, goal xy) [m] in place of the localizer's estimate:
-    # a perfect-perception diagnostic in simulation, for backends that run the checkpoint
-    true_scene_state: np.ndarray | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,7 +54,6 @@ class InferenceBackend(ABC):
     """One way of running an exported policy. Subclasses implement ``_load`` and ``_run``."""
 
     name: ClassVar[str] = ''
-    takes_true_scene_state: ClassVar[bool] = False  # the exported graphs have no such input
 
     def __init__(
         self,
@@ -139,14 +135,7 @@ class InferenceBackend(ABC):
             shape = (spec.horizon, spec.action_dim)
             noise = obs.noise if obs.noise is not None else self._rng.standard_normal(shape)
             feeds['noise'] = np.asarray(noise, np.float32).reshape(1, *shape)
-        feeds = {name: feeds[name] for name in spec.inputs}
-        if obs.true_scene_state is not None:
-            if not self.takes_true_scene_state:
-                raise BackendError(
-                    f'{self.name} backend: true_scene_state needs the torch backend (a checkpoint)'
-                )
-            feeds['true_scene_state'] = _row(obs.true_scene_state, 4, 'true_scene_state')
-        return feeds
+        return {name: feeds[name] for name in spec.inputs}
 
     def _lang_emb(self, obs: Observation) -> np.ndarray:
         if obs.lang_emb is not None:

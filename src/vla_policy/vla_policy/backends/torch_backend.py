@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
 from vla_core.config import param
 from vla_learning.spec import PolicySpec
-from vla_policy.backends.base import BackendConfig, InferenceBackend
+from vla_policy.backends.base import BackendConfig, BackendError, InferenceBackend
 
 __all__ = ['TorchBackend', 'TorchBackendConfig']
 
@@ -24,7 +24,6 @@ class TorchBackend(InferenceBackend):
     """``load`` takes a checkpoint ``.pt`` (read with ``weights_only=True``)."""
 
     name: ClassVar[str] = 'torch'
-    takes_true_scene_state: ClassVar[bool] = True
     config: TorchBackendConfig
 
     @classmethod
@@ -44,14 +43,18 @@ class TorchBackend(InferenceBackend):
         cfg = self._policy.config
         return PolicySpec.from_features(cfg.type, cfg.features, onnx_inputs_of(self._policy))
 
+    @property
+    def policy(self) -> Any:
+        """The loaded :class:`vla_learning.policies.base.Policy` (an ``nn.Module``)."""
+        if self._spec is None:
+            raise BackendError('torch backend: load() first')
+        return self._policy
+
     def _run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         torch = self._torch
         with torch.inference_mode():
             # A copy (inputs are small): feeds may be read-only views, such as the cached
             # instruction embedding, which torch.from_numpy warns about.
             t = {k: torch.tensor(v, device=self._device) for k, v in feeds.items()}
-            out = self._policy.predict_chunk(
-                t['images'], t['state'], t['lang_emb'], t.get('noise'),
-                true_scene_state=t.get('true_scene_state'),
-            )  # fmt: skip
+            out = self._policy.predict_chunk(t['images'], t['state'], t['lang_emb'], t.get('noise'))
         return out.cpu().numpy()

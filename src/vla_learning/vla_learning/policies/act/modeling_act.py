@@ -80,14 +80,11 @@ class ACTPolicy(Policy):
         vision_features: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
         env_state: torch.Tensor | None = None,
-        true_scene_state: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
         """Normalized chunk ``(B, H, A)``, the localizer's loss and logs (see
         :meth:`scene_tokens`)."""
         extra = self.latent_in(z)[:, None]
-        scene, scene_loss, logs = self.scene_tokens(
-            images, lang_n, env_state, generator, true_scene_state
-        )
+        scene, scene_loss, logs = self.scene_tokens(images, lang_n, env_state, generator)
         if scene is not None:
             extra = torch.cat([extra, scene], 1)
         memory = self.encoder(images, state_n, lang_n, extra, vision_features)
@@ -123,13 +120,10 @@ class ACTPolicy(Policy):
         lang_emb: torch.Tensor,
         noise: torch.Tensor | None = None,
         vision_features: torch.Tensor | None = None,
-        true_scene_state: torch.Tensor | None = None,
     ) -> torch.Tensor:
         del noise  # deterministic at inference: z is the prior mean
         z = torch.zeros(state.shape[0], self.config.act.latent_dim, device=state.device)
         state_n = self.normalizer.normalize_state(state)
         lang_n = self.normalizer.normalize_lang(lang_emb)
-        pred, _, _ = self._decode(
-            images, state_n, lang_n, z, vision_features, true_scene_state=true_scene_state
-        )
+        pred, _, _ = self._decode(images, state_n, lang_n, z, vision_features)
         return self.normalizer.unnormalize_actions(pred, state)

@@ -182,12 +182,11 @@ class FlowMatchingPolicy(Policy):
         lang_emb: torch.Tensor,
         noise: torch.Tensor | None = None,
         vision_features: torch.Tensor | None = None,
-        true_scene_state: torch.Tensor | None = None,
     ) -> torch.Tensor:
         if noise is None:
             noise = self.sample_noise(state.shape[0]).to(state.device)
         lang_n = self.normalizer.normalize_lang(lang_emb)
-        scene, _, _ = self.scene_tokens(images, lang_n, true_scene_state=true_scene_state)
+        scene, _, _ = self.scene_tokens(images, lang_n)
         state_n = self.normalizer.normalize_state(state)
         memory = self._memory(images, state_n, lang_n, scene, vision_features)
         cond = self.head_condition(state_n, scene)

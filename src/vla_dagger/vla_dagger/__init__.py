@@ -1,0 +1,1 @@
+"""DAgger: the policy drives, an expert labels the states it visits."""

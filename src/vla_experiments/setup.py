@@ -1,0 +1,23 @@
+from setuptools import find_packages, setup
+
+package_name = 'vla_experiments'
+
+setup(
+    name=package_name,
+    version='0.1.0',
+    packages=find_packages(exclude=['test']),
+    data_files=[
+        ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
+        ('share/' + package_name, ['package.xml']),
+    ],
+    install_requires=['setuptools', 'numpy', 'torch'],
+    zip_safe=True,
+    extras_require={'test': ['pytest']},
+    maintainer='VLA suite maintainers',
+    maintainer_email='maintainers@vla-suite.dev',
+    description='Research diagnostics, not product: the state oracle and input ablation.',
+    license='Apache-2.0',
+    entry_points={
+        'console_scripts': [],
+    },
+)

@@ -1,0 +1,1 @@
+"""Closed-loop evaluation in simulation: trained policies and the scripted expert."""
