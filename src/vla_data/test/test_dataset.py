@@ -21,7 +21,7 @@ from vla_data.dataset import (
 )
 from vla_data.dataset.build import main
 from vla_data.episodes_store import EpisodeStore
-from vla_data.message_definitions import message_definition
+from vla_data.message_definitions import message_definition, type_description_hash
 
 NS = 1_000_000_000
 MS = 1_000_000
@@ -98,7 +98,9 @@ def write_episode(
     path = root / f'episode_{index:06d}'
     bag = BagWriter(path, custom_data={'instruction': instruction})
     for topic, type_name in TYPES.items():
-        bag.add_topic(topic, type_name, [], message_definition(type_name))
+        bag.add_topic(
+            topic, type_name, [], message_definition(type_name), type_description_hash(type_name)
+        )
     msgs: list[tuple[int, str, bytes]] = []
     for i in range(int(seconds * 10)):
         if i in scene_skip:
@@ -270,7 +272,7 @@ def test_interrupted_episode_must_be_recovered_then_is_included(tmp_path: Path):
     root = tmp_path / 'bags'
     write_episode(root, 0)
     write_episode(root, 1, status='recording', success=None, close=False)
-    with pytest.raises(DatasetBuildError, match='recover_episodes'):
+    with pytest.raises(DatasetBuildError, match='vla recover'):
         build_dataset(root, tmp_path / 'ds', progress=False)
     reports = EpisodeStore(root).recover_all()
     assert any('recovered' in r for r in reports)
