@@ -18,24 +18,25 @@ EPISODES ?= 200
 ROUND ?= 1
 DAGGER_EPISODES ?= 30
 
-.PHONY: setup demo policy dagger test lint unit-test system-test bench clean lerobot-env lerobot-test
+.PHONY: setup demo policy dagger test lint unit-test system-test check-builds bench clean \
+	lerobot-env lerobot-test
 
 setup:
 	@$(PYTHON) tools/vla_setup.py
 
 demo: setup
-	@$(IN_ENV) python -m vla_ros_common.runner $(GRAPH) --processes $(if $(DURATION),--duration $(DURATION))
+	@$(IN_ENV) vla run $(GRAPH) --processes $(if $(DURATION),--duration $(DURATION))
 
 # Demonstrations -> trained policy -> ONNX export (parity-gated) -> closed-loop evaluation, all in
 # simulation: DEMOS expert episodes per task, POLICY=flow_scene|flow|act (sim_$(POLICY).yaml),
 # EPISODES seeded episodes per task.
 policy: setup
-	@$(IN_ENV) python -m vla_sim.demos --out out/dataset_sim \
+	@$(IN_ENV) vla demos --out out/dataset_sim \
 		--episodes-per-task $(DEMOS) --overwrite && \
-	python -m vla_learning.train --config src/vla_learning/config/sim_$(POLICY).yaml && \
-	python -m vla_learning.export --checkpoint out/runs/sim_$(POLICY)/last.pt \
+	vla train --config src/vla_learning/config/sim_$(POLICY).yaml && \
+	vla export --checkpoint out/runs/sim_$(POLICY)/last.pt \
 		--output out/exports/sim_$(POLICY) && \
-	python -m vla_sim.evaluation.policy --artifact out/exports/sim_$(POLICY) --episodes $(EPISODES) \
+	vla eval --artifact out/exports/sim_$(POLICY) --episodes $(EPISODES) \
 		--out out/eval/sim_$(POLICY)
 
 # DAgger round ROUND on the current export of POLICY: DAGGER_EPISODES policy rollouts per task
@@ -44,24 +45,28 @@ policy: setup
 # evaluate again. Run `make policy` first; repeat with ROUND=2, 3, ...
 dagger: setup
 	@$(IN_ENV) half=$$(( $(DAGGER_EPISODES) / 2 )); seed=$$(( 1000 * $(ROUND) )); \
-	python -m vla_dagger.dagger_sim --artifact out/exports/sim_$(POLICY) --beta 0.3 \
+	vla dagger --artifact out/exports/sim_$(POLICY) --beta 0.3 \
 		--out out/dagger/sim_$(POLICY)_r$(ROUND)a --episodes-per-task $$half --seed $$seed \
 		--overwrite && \
-	python -m vla_dagger.dagger_sim --artifact out/exports/sim_$(POLICY) --beta 0 \
+	vla dagger --artifact out/exports/sim_$(POLICY) --beta 0 \
 		--out out/dagger/sim_$(POLICY)_r$(ROUND)b --episodes-per-task $$half \
 		--seed $$(( seed + half )) --overwrite && \
 	rounds=$$(ls -d out/dagger/sim_$(POLICY)_r* | paste -sd, -) && \
-	python -m vla_learning.train --config src/vla_learning/config/sim_$(POLICY).yaml \
+	vla train --config src/vla_learning/config/sim_$(POLICY).yaml \
 		--set "data.recorded.extra_paths=[$$rounds]" && \
-	python -m vla_learning.export --checkpoint out/runs/sim_$(POLICY)/last.pt \
+	vla export --checkpoint out/runs/sim_$(POLICY)/last.pt \
 		--output out/exports/sim_$(POLICY) && \
-	python -m vla_sim.evaluation.policy --artifact out/exports/sim_$(POLICY) --episodes $(EPISODES) \
+	vla eval --artifact out/exports/sim_$(POLICY) --episodes $(EPISODES) \
 		--out out/eval/sim_$(POLICY)
 
-# Style, the Dockerfiles, and every import declared in its package.xml (tools/rosdep_keys.yaml).
+# Style, the Dockerfiles, every import declared in its package.xml (tools/rosdep_keys.yaml), the
+# package boundaries (import-linter contracts) and types (mypy; both configured in pyproject.toml).
 lint: setup
 	@$(IN_ENV) ruff check . && ruff format --check . && hadolint docker/Dockerfile.*
 	@$(IN_ENV) python tools/check_package_deps.py
+	@$(IN_ENV) mypy
+	@$(IN_ENV) out=$$(lint-imports --no-cache 2>&1) || { echo "$$out"; exit 1; }; \
+		echo "$$out" | grep '^Contracts:'
 	@echo "lint: ok"
 
 # Each package's own tests through colcon (pure core and node tests), then the cross-package and
@@ -77,6 +82,11 @@ system-test: setup
 	@$(IN_ENV) python -m pytest test -q $(PYTEST_ARGS)
 
 test: lint unit-test system-test
+
+# Every package alone: colcon build --packages-up-to <pkg> in an empty temp base, then each of its
+# modules imports from that install only (catches a dependency package.xml does not name).
+check-builds: setup
+	@$(IN_ENV) python tools/check_isolated_builds.py
 
 # The optional LeRobot round trip (tests marked `lerobot`, skipped where .venv-lerobot is absent):
 # LeRobot 0.6.1 loads our v3 export and lerobot-edit-dataset edits it. Its own environment, as it

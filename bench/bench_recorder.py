@@ -3,7 +3,7 @@
     . tools/env.sh && python bench/bench_recorder.py [--seconds 30] [--compression none]
 
 A scaled run (default 30 s, not hours): the recorder runs as deployed, in its own process through
-the embedded runner (python -m vla_ros_common.runner); this process publishes the four streams
+the embedded runner (vla run); this process publishes the four streams
 from one thread per stream (sensor QoS: reliable, depth 5, as the drivers do), starts an episode,
 publishes for --seconds, stops publishing, lets the queue drain and saves the episode. Then the
 bag is read back with rosbags and every published message is looked for.
@@ -71,7 +71,7 @@ def _start_recorder(tmp: Path, out: Path, compression: str) -> tuple[subprocess.
     }
     graph = tmp / 'recorder.yaml'
     graph.write_text(yaml.safe_dump({'name': 'bench', 'nodes': [{
-        'name': 'recorder', 'package': 'vla_teleop', 'executable': 'recorder',
+        'name': 'recorder', 'package': 'vla_teleop', 'executable': 'recorder_node',
         'plugin': 'vla_teleop.recorder_node:RecorderNode', 'parameters': [params]}]}))  # fmt: skip
     log = tmp / 'recorder.log'
     proc = subprocess.Popen(

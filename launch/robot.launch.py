@@ -3,7 +3,7 @@
     ros2 launch vla_bringup robot.launch.py [graph:=robot.yaml] [namespace:=...]
 
 The nodes, parameters and remappings are those of config/graphs/robot.yaml, the same file the
-embedded runner (python -m vla_ros_common.runner) reads.
+embedded runner (vla run) reads.
 """
 
 from vla_ros_common.launch_graph import graph_launch_description

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from console_scripts import console_scripts
 import pytest
 from rclpy.lifecycle import LifecycleNode
 from rclpy.node import Node
@@ -35,20 +36,6 @@ def _default_graph(launch_file: Path) -> str:
                 if kw.arg == 'default_graph':
                     return ast.literal_eval(kw.value)
     raise AssertionError(f'{launch_file.name} does not call graph_launch_description')
-
-
-def _console_scripts(package: str) -> dict[str, str]:
-    tree = ast.parse((ROOT / 'src' / package / 'setup.py').read_text())
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Dict):
-            for key, value in zip(node.keys, node.values, strict=True):
-                if isinstance(key, ast.Constant) and key.value == 'console_scripts':
-                    entries = ast.literal_eval(value)
-                    return dict(
-                        (name.strip(), target.strip())
-                        for name, target in (e.split('=') for e in entries)
-                    )
-    return {}
 
 
 def test_robot_launch_exists_and_names_a_graph():
@@ -77,7 +64,7 @@ def test_every_graph_node_is_runnable_both_ways(graph_file):
             assert params.is_file() and SHARE in params.parents
         executable = INSTALL / spec.package / 'lib' / spec.package / spec.executable
         assert executable.is_file(), f'{spec.name}: ros2 run would not find {executable}'
-        target = _console_scripts(spec.package).get(spec.executable)
+        target = console_scripts(spec.package).get(spec.executable)
         assert target, f'{spec.executable} is not a console script of {spec.package}'
         module, _, function = target.partition(':')
         assert function == 'main'
@@ -89,3 +76,30 @@ def test_every_graph_node_is_runnable_both_ways(graph_file):
         assert issubclass(cls, LifecycleNode) == spec.lifecycle, (
             f"{spec.name}: 'lifecycle' in the graph must say whether {cls.__name__} is one"
         )
+
+
+@pytest.mark.parametrize(
+    ('graph_name', 'robot'),
+    [('demo', 'vla_tabletop'), ('deploy', 'vla_tabletop'), ('collect', 'vla_tabletop'),
+     ('robot', 'vla_arm')],
+)  # fmt: skip
+def test_arm_tf_has_one_owner_and_the_right_description(graph_name, robot):
+    """robot_state (or robot_state_publisher in its place) publishes the description the graph
+    needs, and no other node of the graph publishes the frames it owns."""
+    from vla_core.kinematics import KinematicTree
+    from vla_description import urdf_path
+    from vla_ros_common.launch_graph import launch_entry
+
+    graph = load_graph(SHARE / 'config' / 'graphs' / f'{graph_name}.yaml', SHARE / 'config')
+    owners = [s for s in graph.nodes if s.executable == 'robot_state_node']
+    assert len(owners) == 1
+    entry = launch_entry(owners[0], lambda name: name == 'robot_state_publisher')
+    text = entry.parameters[0]['robot_description']
+    assert text == urdf_path(robot).read_text()
+    static = [s for s in graph.nodes if s.executable == 'static_tf_publisher']
+    if static:  # the cell's extrinsics: frames the description must not also claim
+        import yaml
+
+        params = yaml.safe_load(static[0].param_files[0].read_text())['static_tf']
+        described = set(KinematicTree.from_urdf(text).links) - {KinematicTree.from_urdf(text).root}
+        assert described.isdisjoint(params['ros__parameters']['child_frames'])

@@ -33,9 +33,12 @@ if [ -f "$_vla_root/.venv/ros_underlay/local_setup.bash" ]; then
   # shellcheck disable=SC1091
   COLCON_CURRENT_PREFIX="$_vla_root/.venv/ros_underlay" . "$_vla_root/.venv/ros_underlay/local_setup.bash"
 fi
-if [ -f "$_vla_root/install/local_setup.bash" ]; then
+# VLA_INSTALL_BASE picks another install of this workspace (tools/check_isolated_builds.py builds
+# each package alone into a temporary one); "none" enters the environment without any.
+_vla_install="${VLA_INSTALL_BASE:-$_vla_root/install}"
+if [ -f "$_vla_install/local_setup.bash" ]; then
   # shellcheck disable=SC1091
-  COLCON_CURRENT_PREFIX="$_vla_root/install" . "$_vla_root/install/local_setup.bash"
+  COLCON_CURRENT_PREFIX="$_vla_install" . "$_vla_install/local_setup.bash"
 fi
 
 export RMW_IMPLEMENTATION="${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}"
@@ -46,4 +49,4 @@ if [ -z "${FASTDDS_DEFAULT_PROFILES_FILE:-}" ] && [ -z "${FASTRTPS_DEFAULT_PROFI
   export FASTRTPS_DEFAULT_PROFILES_FILE="$_vla_root/config/fastdds.xml"
 fi
 export VLA_WORKSPACE="$_vla_root"
-unset _vla_root _vla_mode _vla_mode_file
+unset _vla_root _vla_mode _vla_mode_file _vla_install

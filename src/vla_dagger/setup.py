@@ -19,7 +19,8 @@ setup(
     license='Apache-2.0',
     entry_points={
         'console_scripts': [
-            'dagger_sim = vla_dagger.dagger_sim:main',
+            # renamed in 0.2 (vla <command>); these print a deprecation line
+            'dagger_sim = vla_dagger.renamed_commands:dagger_sim',
         ],
     },
 )

@@ -28,9 +28,6 @@ setup(
     description='Demonstration data without ROS: MCAP bags, episode store, datasets, LeRobot.',
     license='Apache-2.0',
     entry_points={
-        'console_scripts': [
-            'recover_episodes = vla_data.recover:main',
-            'build_dataset = vla_data.dataset.build:main',
-        ],
+        'console_scripts': [],
     },
 )

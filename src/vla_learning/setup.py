@@ -35,10 +35,11 @@ setup(
     license='Apache-2.0',
     entry_points={
         'console_scripts': [
-            'vla-train = vla_learning.train:main',
-            'vla-export = vla_learning.export.__main__:main',
-            'vla-benchmark = vla_learning.benchmark:main',
-            'train_residual = vla_learning.train_residual:main',
-        ]
+            # renamed in 0.2 (vla <command>); these print a deprecation line
+            'vla-train = vla_learning.renamed_commands:vla_train',
+            'vla-export = vla_learning.renamed_commands:vla_export',
+            'vla-benchmark = vla_learning.renamed_commands:vla_benchmark',
+            'train_residual = vla_learning.renamed_commands:train_residual',
+        ],
     },
 )

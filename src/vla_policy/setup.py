@@ -22,8 +22,9 @@ setup(
     license='Apache-2.0',
     entry_points={
         'console_scripts': [
-            'vla-build-engine = vla_policy.backends.tensorrt_backend:main',
             'policy_node = vla_policy.policy_node:main',
-        ]
+            # renamed in 0.2 (vla <command>); these print a deprecation line
+            'vla-build-engine = vla_policy.renamed_commands:vla_build_engine',
+        ],
     },
 )

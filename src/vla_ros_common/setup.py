@@ -19,9 +19,11 @@ setup(
     license='Apache-2.0',
     entry_points={
         'console_scripts': [
-            'static_tf_publisher = vla_ros_common.static_tf_publisher:main',
             'graph_monitor = vla_ros_common.graph_monitor:main',
-            'vla_run = vla_ros_common.runner:main',
+            'robot_state_node = vla_ros_common.robot_state_node:main',
+            'static_tf_publisher = vla_ros_common.static_tf_publisher:main',
+            # renamed in 0.2 (vla <command>); these print a deprecation line
+            'vla_run = vla_ros_common.renamed_commands:vla_run',
         ],
     },
 )

@@ -10,7 +10,7 @@ setup(
         ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
         ('share/' + package_name, ['package.xml']),
     ],
-    install_requires=['setuptools', 'numpy', 'mujoco', 'tqdm'],
+    install_requires=['setuptools', 'numpy', 'mujoco', 'tqdm', 'transforms3d'],
     zip_safe=True,
     extras_require={'test': ['pytest']},
     maintainer='VLA suite maintainers',
@@ -19,9 +19,10 @@ setup(
     license='Apache-2.0',
     entry_points={
         'console_scripts': [
-            'evaluate_expert = vla_sim.evaluation.expert:main',
-            'evaluate_policy = vla_sim.evaluation.policy:main',
             'sim_node = vla_sim.sim_node:main',
+            # renamed in 0.2 (vla <command>); these print a deprecation line
+            'evaluate_policy = vla_sim.renamed_commands:evaluate_policy',
+            'evaluate_expert = vla_sim.renamed_commands:evaluate_expert',
         ],
     },
 )

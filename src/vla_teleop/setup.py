@@ -19,8 +19,12 @@ setup(
     license='Apache-2.0',
     entry_points={
         'console_scripts': [
-            'recorder = vla_teleop.recorder_node:main',
+            'recorder_node = vla_teleop.recorder_node:main',
             'teleop_node = vla_teleop.teleop_node:main',
+            # renamed in 0.2 (vla <command>); these print a deprecation line
+            'recorder = vla_teleop.renamed_commands:recorder',
+            'recover_episodes = vla_teleop.renamed_commands:recover_episodes',
+            'build_dataset = vla_teleop.renamed_commands:build_dataset',
         ],
     },
 )

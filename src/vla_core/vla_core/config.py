@@ -15,6 +15,7 @@ Supported field types: ``bool``, ``int``, ``float``, ``str``, ``tuple[T, ...]`` 
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterator, Mapping
 import dataclasses
 import math
@@ -54,7 +55,7 @@ class ParamSpec:
 
     name: str  # dotted name
     type: type  # bool, int, float, str or tuple
-    element_type: type | None  # for tuples
+    element_type: builtins.type | None  # for tuples (``type`` here is the field above)
     description: str
     range: tuple[float, float] | None
     choices: tuple[Any, ...] | None
@@ -205,7 +206,7 @@ def iter_params(cls: type[Config], prefix: str = '') -> Iterator[ParamSpec]:
         elif f.default is not dataclasses.MISSING:
             default = f.default
         else:
-            default = f.default_factory()
+            default = f.default_factory()  # type: ignore[operator]  # not MISSING (above)
         element = _tuple_element(tp)
         yield ParamSpec(
             name=name,

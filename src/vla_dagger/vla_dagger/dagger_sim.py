@@ -1,6 +1,6 @@
 """DAgger data in the sim: the trained policy drives, the scripted expert labels every frame.
 
-    python -m vla_dagger.dagger_sim --artifact out/exports/sim_flow --out out/dagger/sim_flow_r1 \\
+    vla dagger --artifact out/exports/sim_flow --out out/dagger/sim_flow_r1 \\
         --episodes-per-task 30 --seed 1000
 
 Behaviour cloning only sees the expert's own states; a policy's small errors take it to states
@@ -81,7 +81,7 @@ class PolicyDriver:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog='dagger_sim', description=__doc__.split('\n')[0])
+    p = argparse.ArgumentParser(prog='vla dagger', description=__doc__.split('\n')[0])
     p.add_argument('--artifact', required=True, help='exported policy directory')
     p.add_argument('--backend', default='onnxruntime', choices=('onnxruntime', 'torch', 'tensorrt'))
     add_dataset_arguments(p, episodes=30, seed=1000)  # seeds off the demonstrations' 0..99

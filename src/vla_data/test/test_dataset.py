@@ -273,7 +273,7 @@ def test_interrupted_episode_must_be_recovered_then_is_included(tmp_path: Path):
     root = tmp_path / 'bags'
     write_episode(root, 0)
     write_episode(root, 1, status='recording', success=None, close=False)
-    with pytest.raises(DatasetBuildError, match='recover_episodes'):
+    with pytest.raises(DatasetBuildError, match='vla recover'):
         build_dataset(root, tmp_path / 'ds', progress=False)
     reports = EpisodeStore(root).recover_all()
     assert any('recovered' in r for r in reports)

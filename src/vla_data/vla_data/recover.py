@@ -1,7 +1,7 @@
 """Make episodes left by a killed recorder readable (the recorder also does this at start).
 
-    ros2 run vla_teleop recover_episodes ~/vla_episodes          # every interrupted episode
-    ros2 run vla_teleop recover_episodes ~/vla_episodes/episode_000012 --force
+    vla recover ~/vla_episodes                     # every interrupted episode
+    vla recover ~/vla_episodes/episode_000012      # one bag
 
 Like ``ros2 bag reindex``: the MCAP is rewritten from its complete records (the torn tail after
 the last flush is dropped), metadata.yaml is rebuilt from what the file holds, and episode.json
@@ -23,18 +23,18 @@ __all__ = ['main']
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog='recover_episodes', description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog='vla recover', description=__doc__.splitlines()[0])
     parser.add_argument('path', type=Path, help='the output_dir, or one bag directory')
     args = parser.parse_args(argv)
     path: Path = args.path.expanduser()
     if not path.is_dir():
-        print(f'recover_episodes: {path} is not a directory', file=sys.stderr)
+        print(f'vla recover: {path} is not a directory', file=sys.stderr)
         return 2
     if (path / 'metadata.yaml').exists() or parse_episode_dir_name(path.name) is not None:
         try:
             print(recover_bag(path))
         except BagError as err:
-            print(f'recover_episodes: {err}', file=sys.stderr)
+            print(f'vla recover: {err}', file=sys.stderr)
             return 1
         return 0
     reports = EpisodeStore(path).recover_all()

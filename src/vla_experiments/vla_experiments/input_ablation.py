@@ -1,6 +1,6 @@
 """Which inputs does a trained policy use? Held-out error with each input shuffled.
 
-    python -m vla_experiments.input_ablation --checkpoint out/runs/sim_flow/last.pt \
+    vla input-ablation --checkpoint out/runs/sim_flow/last.pt \
         --dataset out/dataset_sim --episodes 9
 
 On the last ``--episodes`` episodes of a dataset (the ones training held out), the RMS joint
@@ -75,7 +75,7 @@ def input_ablation(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog='input_ablation', description=__doc__.split('\n')[0])
+    p = argparse.ArgumentParser(prog='vla input-ablation', description=__doc__.split('\n')[0])
     p.add_argument('--checkpoint', required=True)
     p.add_argument('--dataset', required=True)
     p.add_argument('--episodes', type=int, default=9, help='last N episodes (held out)')

@@ -1,6 +1,6 @@
 """How well would a policy do with perfect perception? The same demos, the scene state as input.
 
-    python -m vla_experiments.state_oracle --dataset out/dataset_sim --episodes 20 \
+    vla state-oracle --dataset out/dataset_sim --episodes 20 \
         [--noise-m 0.01] [--bias-m 0.015] --out out/eval/state_oracle
 
 A diagnostic for simulated datasets that record the privileged scene state
@@ -149,7 +149,7 @@ class StateOracle:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog='state_oracle', description=__doc__.split('\n')[0])
+    p = argparse.ArgumentParser(prog='vla state-oracle', description=__doc__.split('\n')[0])
     p.add_argument('--dataset', required=True, help='a dataset that records the scene state')
     p.add_argument('--horizon', type=int, default=16, help='chunk length (as the policy)')
     p.add_argument('--epochs', type=float, default=100.0)

@@ -1,6 +1,6 @@
 """Inference latency per chunk, batch 1: PyTorch vs ONNX Runtime on the same exported policy.
 
-vla-benchmark --checkpoint runs/flow/last.pt --export-dir exports/flow --threads 2
+vla benchmark --checkpoint runs/flow/last.pt --export-dir exports/flow --threads 2
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def time_call(fn: Callable[[], object], iters: int, warmup: int = 5) -> dict[str
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog='vla-benchmark', description=__doc__.split('\n')[0])
+    p = argparse.ArgumentParser(prog='vla benchmark', description=__doc__.split('\n')[0])
     p.add_argument('--checkpoint', required=True, type=Path)
     p.add_argument('--export-dir', required=True, type=Path)
     p.add_argument('--threads', type=int, default=2)

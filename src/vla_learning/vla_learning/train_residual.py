@@ -303,7 +303,7 @@ def synthetic_log(seconds: float = 20.0, seed: int = 0) -> tuple[dict[str, np.nd
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p = argparse.ArgumentParser(prog='vla train-residual', description=__doc__.split('\n\n')[0])
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument('--log', type=Path, help='tracking log (.npz, see module docstring)')
     src.add_argument('--synthetic', action='store_true', help='simulate a log and evaluate')

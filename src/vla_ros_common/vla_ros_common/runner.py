@@ -1,8 +1,8 @@
 """The embedded runner: start a graph YAML's nodes composed on executors, no launch needed.
 
-    python -m vla_ros_common.runner config/graphs/demo.yaml                 # one process
-    python -m vla_ros_common.runner config/graphs/demo.yaml --processes     # one per group
-    python -m vla_ros_common.runner config/graphs/demo.yaml --duration 10   # stop after 10 s
+    vla run config/graphs/demo.yaml                 # one process
+    vla run config/graphs/demo.yaml --processes     # one per group
+    vla run config/graphs/demo.yaml --duration 10   # stop after 10 s
 
 Nodes get exactly the ``--ros-args`` launch_ros would give them (name, namespace, params files,
 remappings), plus the inline parameters, so a graph behaves the same under ``ros2 launch``.
@@ -36,7 +36,7 @@ __all__ = ['create_node', 'main', 'run_group']
 
 def _log(graph: GraphSpec, group: str | None, message: str) -> None:
     tag = f'{graph.name}:{group}' if group else graph.name
-    print(f'[vla_run {tag}] {message}', flush=True)
+    print(f'[vla run {tag}] {message}', flush=True)
 
 
 def create_node(spec: NodeSpec) -> Node:
@@ -152,7 +152,7 @@ def run_processes(graph: GraphSpec, duration: float | None, threads: int) -> int
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog='vla_run', description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog='vla run', description=__doc__.splitlines()[0])
     parser.add_argument('graph', type=Path, help='graph YAML (config/graphs/*.yaml)')
     parser.add_argument(
         '--config-dir',
@@ -171,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         graph = load_graph(args.graph, args.config_dir)
     except GraphError as err:
-        print(f'[vla_run] {err}', file=sys.stderr)
+        print(f'[vla run] {err}', file=sys.stderr)
         return 2
     if args.list:
         for spec in graph.nodes:

@@ -1,9 +1,9 @@
 """Expert demonstrations generated in-process in the MuJoCo sim, written as a built dataset.
 
-    python -m vla_sim.demos --out out/dataset_sim --episodes-per-task 100 [--lerobot]
+    vla demos --out out/dataset_sim --episodes-per-task 100 [--lerobot]
 
 The same data the ROS path gives (``config/graphs/collect.yaml`` -> recorder bags ->
-``build_dataset``), minus the transport: the scripted expert drives the sim at the control rate,
+``vla dataset``), minus the transport: the scripted expert drives the sim at the control rate,
 and every ``1 / rate`` s the cameras, the joint state and the expert's target for that instant
 become one frame of the ``vla_dataset`` format, so training reads both identically. It runs
 many times faster than real time, which is what makes 100 demonstrations per task a few minutes.
@@ -23,7 +23,7 @@ and the expert still labels every frame: the dataset then holds the expert's ans
 the policy visits.
 
 With ``--lerobot`` the dataset is also exported to the LeRobot v3 layout in ``<out>/lerobot``, as
-``vla_data.dataset.build --lerobot`` does for recorded bags.
+``vla dataset --lerobot`` does for recorded bags.
 """
 
 from __future__ import annotations
@@ -272,7 +272,7 @@ def output_is_free(out: Path, overwrite: bool) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog='sim_demos', description=__doc__.split('\n')[0])
+    p = argparse.ArgumentParser(prog='vla demos', description=__doc__.split('\n')[0])
     add_dataset_arguments(p, episodes=100, seed=0)
     defaults = SimDemoConfig()  # one home for the defaults: the config
     p.add_argument('--rate', type=float, default=defaults.rate, help='dataset frames per second')

@@ -65,12 +65,14 @@ class Harness:
         overrides = [Parameter(k, value=v) for k, v in params.items()]
         return self.add(cls(context=self.context, parameter_overrides=overrides))
 
-    def recorder(self, root: Path, **params: Any) -> RecorderNode:
+    def recorder(
+        self, root: Path, node_class: type[RecorderNode] = RecorderNode, **params: Any
+    ) -> RecorderNode:
         params.setdefault('topics', TOPICS)
         params.setdefault('min_free_mb', 0.0)
         params.setdefault('graph_period', 0.1)
         params.setdefault('diagnostics_period', 0.2)
-        return self.node(RecorderNode, output_dir=str(root), **params)
+        return self.node(node_class, output_dir=str(root), **params)
 
     def remove(self, node: Node) -> None:
         self.executor.remove_node(node)

@@ -55,7 +55,7 @@ def _recorder(tmp: Path, out: Path) -> subprocess.Popen:
     params = {'output_dir': str(out), 'topics': TOPICS, 'min_free_mb': 0.0, 'graph_period': 0.1,
               'flush_period': 0.25, 'robot': 'demo'}  # fmt: skip
     return _runner(tmp, 'recorder', {
-        'name': 'recorder', 'package': 'vla_teleop', 'executable': 'recorder',
+        'name': 'recorder', 'package': 'vla_teleop', 'executable': 'recorder_node',
         'plugin': 'vla_teleop.recorder_node:RecorderNode', 'parameters': [params]},
         ready='subscribed /joint_states')  # fmt: skip
 

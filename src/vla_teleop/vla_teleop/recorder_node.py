@@ -1,7 +1,7 @@
 """Demonstration recorder: configured topics -> one rosbag2 (MCAP) bag per episode.
 
     ros2 run vla_teleop recorder --ros-args --params-file config/recorder.yaml
-    python -m vla_ros_common.runner <graph with the recorder>
+    vla run <graph with the recorder>
 
 On disk (``output_dir``)::
 
@@ -29,7 +29,7 @@ episode). A publisher of another type than configured is reported and not record
 
 Crash safety: after SIGKILL every saved episode is complete; the one being recorded has a
 ``metadata.yaml`` and an MCAP whose flushed chunks are intact. The recorder recovers it at its next
-start (status ``interrupted``), or run ``ros2 run vla_teleop recover_episodes <output_dir>``.
+start (status ``interrupted``), or run ``vla recover <output_dir>``.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.experimental.events_executor import EventsExecutor
+from rclpy.executors import Executor, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.serialization import deserialize_message
 from std_msgs.msg import String
@@ -77,6 +77,11 @@ from vla_data.bag import BagError, BagWriter, recover_bag, write_json_atomic
 from vla_data.bag_metadata import qos_to_dict
 from vla_data.episodes_store import EpisodeStore
 from vla_data.message_definitions import message_definition, type_description_hash
+
+try:  # Jazzy and later: rclpy's C++ events executor
+    from rclpy.experimental.events_executor import EventsExecutor as IoExecutor
+except ImportError:  # Humble has none: the Python executor records too, at more CPU per message
+    IoExecutor: type[Executor] = SingleThreadedExecutor  # type: ignore[no-redef]
 from vla_interfaces.msg import EpisodeStatus
 from vla_interfaces.srv import ResetEpisode, StartEpisode, StopEpisode
 from vla_ros_common import diagnostics, qos
@@ -364,7 +369,8 @@ class RecorderNode(Node):
         self._sub_group = ReentrantCallbackGroup()
         # The recorded topics are taken by a helper node on rclpy's C++ events executor in a
         # thread of its own: the Python executors cost ~1 ms of GIL per message, too much for
-        # 500 Hz joint states + 200 Hz IMU + cameras (bench/bench_recorder.py).
+        # 500 Hz joint states + 200 Hz IMU + cameras (bench/bench_recorder.py). Humble has no
+        # events executor: there it is a SingleThreadedExecutor (IoExecutor).
         self._io_node = Node(
             f'{self.get_name()}_io',
             namespace=self.get_namespace(),
@@ -372,7 +378,7 @@ class RecorderNode(Node):
             use_global_arguments=False,
             start_parameter_services=False,
         )
-        self._io_executor = EventsExecutor(context=self.context)
+        self._io_executor = IoExecutor(context=self.context)
         self._io_executor.add_node(self._io_node)
         # Entities are created on the io thread between spins: creating them from another thread
         # while the events executor spins deadlocks (rclpy Jazzy).
@@ -862,7 +868,7 @@ class RecorderNode(Node):
             try:
                 self.get_logger().warn(str(recover_bag(bag.directory, bag.custom_data)))
             except BagError as err:
-                self._problem(f'episode {episode.index}: {err}; run recover_episodes')
+                self._problem(f'episode {episode.index}: {err}; run `vla recover`')
         directory = bag.directory
         if not outcome.saved:
             self._write_episode_file(bag, episode)

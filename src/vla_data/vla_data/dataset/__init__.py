@@ -2,7 +2,7 @@
 per-episode sync reports, our format (:mod:`.format`) with its loader, and a LeRobot v3 export.
 
     from vla_data.dataset import EpisodeDataset, build_dataset
-    build_dataset('~/vla_episodes', 'datasets/push_red')          # or the build_dataset CLI
+    build_dataset('~/vla_episodes', 'datasets/push_red')          # or: vla dataset
     ds = EpisodeDataset('datasets/push_red', horizon=10)
     sample = ds[0]   # images {cam: (H, W, 3) uint8}, state (D,), action (10, A), instruction, ...
 """

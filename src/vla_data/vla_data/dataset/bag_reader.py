@@ -165,7 +165,7 @@ def read_episode(
     if meta.get('status') == 'recording':
         raise BagReadError(
             f'{path}: still marked recording (the recorder was killed): run '
-            f'`ros2 run vla_teleop recover_episodes {path.parent}` first'
+            f'`vla recover {path.parent}` first'
         )
     joint_names = dict(joint_names or {})
     try:
@@ -174,7 +174,7 @@ def read_episode(
     except Exception as err:  # rosbags raises several types for torn or foreign files
         raise BagReadError(
             f'{path}: cannot open the bag ({err}); if the recorder was killed, run '
-            f'`ros2 run vla_teleop recover_episodes {path}`'
+            f'`vla recover {path}`'
         ) from None
     try:
         topics = {c.topic: c.msgtype for c in reader.connections}
@@ -200,7 +200,7 @@ def read_episode(
         wanted = set(bag.images) | set(bag.joints) | set(bag.chunks) | set(instruction_topics)
         conns = [c for c in reader.connections if c.topic in wanted]
         for conn, _log_time, raw in reader.messages(connections=conns):
-            msg = store.deserialize_cdr(raw, conn.msgtype)
+            msg: Any = store.deserialize_cdr(raw, conn.msgtype)  # the type the bag defines
             t = conn.topic
             if t in bag.images:
                 bag.images[t].stamps_ns.append(_stamp_ns(msg.header))

@@ -1,8 +1,7 @@
 """Episode bags -> a training dataset aligned at the control rate on header stamps.
 
-    python -m vla_data.dataset.build <bags_root> <out_dir> [--rate 10] [--max-skew 0.05]
+    vla dataset <bags_root> <out_dir> [--rate 10] [--max-skew 0.05]
         [--lerobot] [--config config/dataset.yaml] [--skip-failing] [--overwrite]
-    ros2 run vla_teleop build_dataset ...        (the same)
 
 Bags are the source of truth; the dataset is derived and rebuilt from them. Every stream is put on
 one grid ``anchor + k / rate`` by its header stamps (``vla_core.alignment``), and every episode
@@ -11,7 +10,7 @@ regressions, gaps and dropped messages, frames reused on the grid; the largest c
 the recorder's own drop counts. An episode whose skew exceeds ``max_skew`` (a stale or frozen
 camera, ...) fails the build with a message naming the topic and the skew (exit status 2, only
 ``sync_report.json`` is written) unless ``--skip-failing`` leaves it out. Episodes still marked
-``recording`` must be recovered first (``recover_episodes``); recovered ones (``interrupted``) are
+``recording`` must be recovered first (``vla recover``); recovered ones (``interrupted``) are
 included as configured and keep their status.
 
 The dataset is written to ``<out_dir>.partial`` and renamed when complete. With ``--lerobot`` it
@@ -300,7 +299,7 @@ def load_config(path: Path | None) -> BuildConfig:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog='build_dataset', description=(__doc__ or '').splitlines()[0]
+        prog='vla dataset', description=(__doc__ or '').splitlines()[0]
     )
     parser.add_argument('bags_root', type=Path, help='recorder output_dir, or one episode bag')
     parser.add_argument('out_dir', type=Path, help='dataset directory to create')
@@ -326,7 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.skip_failing:
             cfg = cfg.replace(skip_failing=True)
     except (ConfigError, OSError, yaml.YAMLError) as err:
-        print(f'build_dataset: {err}', file=sys.stderr)
+        print(f'vla dataset: {err}', file=sys.stderr)
         return 2
     try:
         result = build_dataset(
@@ -338,7 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             log=print,
         )
     except DatasetBuildError as err:
-        print(f'build_dataset: {err}', file=sys.stderr)
+        print(f'vla dataset: {err}', file=sys.stderr)
         return 2
     print(
         f'dataset: {result.out_dir} ({result.episodes} episodes, {result.frames} frames at '

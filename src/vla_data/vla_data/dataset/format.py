@@ -1,6 +1,6 @@
 """The on-disk dataset format (``vla_dataset`` version 1) and its loader, :class:`EpisodeDataset`.
 
-A dataset is derived from bags by ``build_dataset`` and can be rebuilt from them at any time::
+A dataset is derived from bags by ``vla dataset`` and can be rebuilt from them at any time::
 
     <root>/
       dataset.json                  format, version, fps, cameras (topic, shape), state and action

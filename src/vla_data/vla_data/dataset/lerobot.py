@@ -47,6 +47,7 @@ import sys
 from typing import Any
 
 import av
+from av.video.stream import VideoStream
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -113,7 +114,9 @@ QUANTILES = {'q01': 0.01, 'q10': 0.10, 'q50': 0.50, 'q90': 0.90, 'q99': 0.99}  #
 
 
 def _stats_dict(values: dict[str, Any], count: int, shape: tuple[int, ...]) -> dict[str, Any]:
-    d = {k: np.asarray(v, dtype=np.float64).reshape(shape).tolist() for k, v in values.items()}
+    d: dict[str, Any] = {
+        k: np.asarray(v, dtype=np.float64).reshape(shape).tolist() for k, v in values.items()
+    }
     d['count'] = [count]
     return d
 
@@ -187,7 +190,9 @@ class _Video:
         options = {'g': str(cfg.gop), 'crf': str(cfg.crf)}
         if cfg.vcodec in _PRESETS:
             options['preset'] = str(_PRESETS[cfg.vcodec])
-        self._stream = self._container.add_stream(cfg.vcodec, rate=self._rate, options=options)
+        stream = self._container.add_stream(cfg.vcodec, rate=self._rate, options=options)
+        assert isinstance(stream, VideoStream)
+        self._stream = stream
         self._stream.width, self._stream.height, self._stream.pix_fmt = width, height, PIX_FMT
         self._stream.time_base = 1 / self._rate
 
@@ -261,7 +266,8 @@ def export_lerobot(
     pending: list[pa.Table] = []
     pending_bytes = 0
     episode_rows: list[dict[str, Any]] = []
-    totals: dict[str, _VectorStats | _ImageStats] = {}
+    vector_totals: dict[str, _VectorStats] = {}
+    image_totals: dict[str, _ImageStats] = {}
     index = 0
 
     def flush_data() -> None:
@@ -317,10 +323,11 @@ def export_lerobot(
             'dataset_from_index': index,
             'dataset_to_index': index + n,
         }
-        ep_stats: dict[str, _VectorStats | _ImageStats] = {}
+        ep_vectors: dict[str, _VectorStats] = {}
+        ep_images: dict[str, _ImageStats] = {}
         for k, v in columns.items():
-            ep_stats[k] = _VectorStats()
-            ep_stats[k].add(v)
+            ep_vectors[k] = _VectorStats()
+            ep_vectors[k].add(v)
         for c in cams:
             if c not in videos:
                 open_video(c)
@@ -336,13 +343,17 @@ def export_lerobot(
             row[f'videos/{key}/file_index'] = f.file
             row[f'videos/{key}/from_timestamp'] = first / fps
             row[f'videos/{key}/to_timestamp'] = video.frames / fps
-            ep_stats[key] = st
+            ep_images[key] = st
         row['meta/episodes/chunk_index'] = 0
         row['meta/episodes/file_index'] = 0
-        for k, st in ep_stats.items():
-            for name, value in st.to_dict().items():
+        ep_stats: dict[str, _VectorStats | _ImageStats] = {**ep_vectors, **ep_images}
+        for k, feature_stats in ep_stats.items():
+            for name, value in feature_stats.to_dict().items():
                 row[f'stats/{k}/{name}'] = value
-            totals.setdefault(k, type(st)()).merge(st)
+        for k, vector_stats in ep_vectors.items():
+            vector_totals.setdefault(k, _VectorStats()).merge(vector_stats)
+        for k, image_stats in ep_images.items():
+            image_totals.setdefault(k, _ImageStats()).merge(image_stats)
         episode_rows.append(row)
         index += n
         # The data file's row range is fixed before rollover, so append first, then roll.
@@ -365,6 +376,7 @@ def export_lerobot(
         {'task_index': pa.array(list(tasks.values()), pa.int64()), 'task': list(tasks)}
     ).replace_schema_metadata(_pandas_index_metadata('task', 'task_index'))
     pq.write_table(task_table, out / 'meta' / 'tasks.parquet')
+    totals: dict[str, _VectorStats | _ImageStats] = {**vector_totals, **image_totals}
     stats = {k: st.to_dict() for k, st in totals.items()}
     (out / 'meta' / 'stats.json').write_text(json.dumps(stats, indent=2) + '\n')
     robots = sorted({e.robot for e in ds.episodes if e.robot})

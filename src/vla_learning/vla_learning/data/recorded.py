@@ -1,4 +1,4 @@
-"""Training data from recorded demonstrations (a dataset built by ``vla_teleop build_dataset``).
+"""Training data from recorded demonstrations (a dataset built by ``vla dataset``).
 
 Each control-rate tick of a successful episode is one sample: every camera resized to the model's
 square input, the joint state, the instruction, and the next ``horizon`` action targets (padded
@@ -26,7 +26,7 @@ __all__ = ['RecordedConfig', 'make_recorded_datasets']
 
 @dataclass(frozen=True, kw_only=True)
 class RecordedConfig(Config):
-    path: str = param('out/dataset', description='dataset directory (vla_teleop build_dataset)')
+    path: str = param('out/dataset', description='dataset directory (vla dataset)')
     extra_paths: tuple[str, ...] = param(
         (), description='more datasets for the training split only (DAgger rounds); validation '
         'stays on the last episodes of path',

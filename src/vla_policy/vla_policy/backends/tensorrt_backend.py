@@ -2,7 +2,7 @@
 
     backend = TensorRTBackend(TensorRTConfig(precision='fp16', cache_dir='~/.cache/vla/engines'))
     backend.load('exports/flow')      # builds (progress bar) or reuses a cached engine
-    vla-build-engine --export-dir exports/flow --precision int8   # prebuild on the Jetson
+    vla engine --export-dir exports/flow --precision int8   # prebuild on the Jetson
 
 FP16 builds need nothing else; INT8 calibrates (entropy calibrator) on the recorded observations
 that the export wrote (``observations.npz``). Device buffers are torch CUDA tensors, so no
@@ -369,8 +369,8 @@ class TensorRTBackend(InferenceBackend):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``vla-build-engine``: build (or verify the cached) engine for an export directory."""
-    p = argparse.ArgumentParser(prog='vla-build-engine', description=main.__doc__)
+    """``vla engine``: build (or verify the cached) engine for an export directory."""
+    p = argparse.ArgumentParser(prog='vla engine', description=main.__doc__)
     p.add_argument('--export-dir', required=True, type=Path)
     p.add_argument('--precision', default='fp16', choices=PRECISIONS)
     p.add_argument('--cache-dir', default=TensorRTConfig().cache_dir)

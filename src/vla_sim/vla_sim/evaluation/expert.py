@@ -1,6 +1,6 @@
 """Benchmark the scripted expert: success per task, nominal and perturbed, with Wilson intervals.
 
-    python -m vla_sim.evaluation.expert --episodes 200
+    vla eval-expert --episodes 200
 
 For every task and seed it runs the nominal episode, then the same seed again with the arm
 teleported by random joint offsets at a random time between 20 % and 80 % of the nominal
@@ -93,7 +93,7 @@ def render_benchmark(frames: int = 50) -> dict[str, float]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = argparse.ArgumentParser(prog='vla eval-expert', description=__doc__.split('\n\n')[0])
     parser.add_argument('--episodes', type=int, default=200, help='seeds per task')
     parser.add_argument('--first-seed', type=int, default=0)
     parser.add_argument('--tasks', default=','.join(TASKS), help='comma-separated task names')

@@ -1,0 +1,1 @@
+"""The ``vla`` command: one entry point for the suite's offline tools."""
