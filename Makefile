@@ -18,7 +18,8 @@ EPISODES ?= 200
 ROUND ?= 1
 DAGGER_EPISODES ?= 30
 
-.PHONY: setup demo policy dagger test lint unit-test system-test check-builds bench clean
+.PHONY: setup demo policy dagger test lint unit-test system-test check-builds bench clean \
+	lerobot-env lerobot-test
 
 setup:
 	@$(PYTHON) tools/vla_setup.py
@@ -86,6 +87,23 @@ test: lint unit-test system-test
 # modules imports from that install only (catches a dependency package.xml does not name).
 check-builds: setup
 	@$(IN_ENV) python tools/check_isolated_builds.py
+
+# The optional LeRobot round trip (tests marked `lerobot`, skipped where .venv-lerobot is absent):
+# LeRobot 0.6.1 loads our v3 export and lerobot-edit-dataset edits it. Its own environment, as it
+# needs Python >= 3.12 and torch < 2.12 (requirements/lerobot.txt; several GB, once).
+LEROBOT_PYTHON ?= $(shell for p in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python3.12; do \
+	$$p -c "" 2>/dev/null && { command -v $$p; break; }; done)
+
+lerobot-env: .venv-lerobot/.stamp
+
+.venv-lerobot/.stamp: requirements/lerobot.txt
+	@test -n "$(LEROBOT_PYTHON)" || { echo "lerobot-env: no python3.12 found (LEROBOT_PYTHON=...)"; exit 2; }
+	$(LEROBOT_PYTHON) -m venv .venv-lerobot
+	.venv-lerobot/bin/python -m pip install -q -r requirements/lerobot.txt
+	touch $@
+
+lerobot-test: setup lerobot-env
+	@$(IN_ENV) python -m pytest -q -m lerobot src/vla_data/test/test_lerobot.py $(PYTEST_ARGS)
 
 bench: setup
 	@$(IN_ENV) for b in bench/bench_*.py; do echo "== $$b"; python $$b || exit 1; done

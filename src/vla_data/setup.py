@@ -17,6 +17,7 @@ setup(
         'pyyaml',
         'rosbags',
         'pyarrow',
+        'av',
         'opencv-python',
         'tqdm',
     ],

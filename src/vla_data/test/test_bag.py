@@ -15,7 +15,7 @@ import yaml
 
 from vla_data.bag import BagWriter, recover_bag
 from vla_data.dataset.bag_reader import typestore_of
-from vla_data.message_definitions import message_definition
+from vla_data.message_definitions import message_definition, type_description_hash
 
 QOS = [{'history': 'keep_last', 'depth': 5, 'reliability': 'reliable', 'durability': 'volatile',
         'deadline': {'sec': 0, 'nsec': 0}, 'lifespan': {'sec': 0, 'nsec': 0},
@@ -73,11 +73,15 @@ def _joint(i: int) -> bytes:
     return bytes(STORE.serialize_cdr(msg, 'sensor_msgs/msg/JointState'))
 
 
+def add_topic(bag: BagWriter, topic: str, type_name: str, qos: list[dict[str, Any]]) -> None:
+    bag.add_topic(topic, type_name, qos, message_definition(type_name),
+                  type_description_hash(type_name))  # fmt: skip
+
+
 def _writer(path: Path) -> BagWriter:
     bag = BagWriter(path, custom_data={'instruction': 'pick'})
-    bag.add_topic('/joint_states', 'sensor_msgs/msg/JointState', QOS,
-                  message_definition('sensor_msgs/msg/JointState'))  # fmt: skip
-    bag.add_topic('/cam', 'sensor_msgs/msg/Image', QOS, message_definition('sensor_msgs/msg/Image'))
+    add_topic(bag, '/joint_states', 'sensor_msgs/msg/JointState', QOS)
+    add_topic(bag, '/cam', 'sensor_msgs/msg/Image', QOS)
     return bag
 
 
@@ -166,8 +170,7 @@ def test_torn_chunk_is_dropped_and_earlier_chunks_kept(tmp_path):
 
 def test_action_chunks_keep_their_sequence(tmp_path):
     bag = BagWriter(tmp_path / 'ep')
-    bag.add_topic('/expert/action_chunk', 'vla_interfaces/msg/ActionChunk', QOS,
-                  message_definition('vla_interfaces/msg/ActionChunk'))  # fmt: skip
+    add_topic(bag, '/expert/action_chunk', 'vla_interfaces/msg/ActionChunk', QOS)
     for i in range(5):
         msg = STORE.types['vla_interfaces/msg/ActionChunk'](
             _header(T0 + i), ['a'], 0.1, 1, np.array([1.0]), 'expert', i

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
 import json
 from pathlib import Path
 
-import cv2
+import av
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -21,7 +22,7 @@ from vla_data.dataset import (
 )
 from vla_data.dataset.build import main
 from vla_data.episodes_store import EpisodeStore
-from vla_data.message_definitions import message_definition
+from vla_data.message_definitions import message_definition, type_description_hash
 
 NS = 1_000_000_000
 MS = 1_000_000
@@ -98,7 +99,9 @@ def write_episode(
     path = root / f'episode_{index:06d}'
     bag = BagWriter(path, custom_data={'instruction': instruction})
     for topic, type_name in TYPES.items():
-        bag.add_topic(topic, type_name, [], message_definition(type_name))
+        bag.add_topic(
+            topic, type_name, [], message_definition(type_name), type_description_hash(type_name)
+        )
     msgs: list[tuple[int, str, bytes]] = []
     for i in range(int(seconds * 10)):
         if i in scene_skip:
@@ -331,17 +334,27 @@ def test_lerobot_v3_export(bags: Path, tmp_path: Path, capsys):
     assert tasks.column('task').to_pylist() == ['push the red block', 'push the green block']
     assert json.loads(tasks.schema.metadata[b'pandas'])['index_columns'] == ['task']
     stats = json.loads((lr / 'meta' / 'stats.json').read_text())
-    assert np.array(stats['observation.images.scene_camera']['mean']).shape == (3, 1, 1)
+    image_stats = stats['observation.images.scene_camera']
+    assert set(image_stats) == {'min', 'max', 'mean', 'std', 'count', 'q01', 'q10', 'q50', 'q90',
+                                'q99'}  # LeRobot 0.6.1's  # fmt: skip
+    assert np.array(image_stats['q99']).shape == (3, 1, 1) and image_stats['count'] == [80]
     assert stats['frame_index']['max'] == [29.0]
+    # frame_index: 0..29, 0..29, 0..19 (numpy's linear quantiles of those 80 values)
+    all_frames = np.r_[np.arange(30), np.arange(30), np.arange(20)]
+    for q in ('q01', 'q10', 'q50', 'q90', 'q99'):
+        assert stats['frame_index'][q] == [np.quantile(all_frames, int(q[1:]) / 100)]
+    assert eps[2]['stats/frame_index/q50'] == [9.5]
+    info_video = feats['observation.images.scene_camera']['info']
+    assert (info_video['video.codec'], info_video['video.pix_fmt']) == ('h264', 'yuv420p')
     video = lr / 'videos' / 'observation.images.scene_camera' / 'chunk-000' / 'file-000.mp4'
-    cap = cv2.VideoCapture(str(video))
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
-    assert len(frames) == 80 and frames[0].shape == (12, 16, 3)
+    with av.open(str(video)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name in ('h264', 'libx264')
+        frames = [(f.pts * f.time_base, f.key_frame, f.to_ndarray(format='rgb24'))
+                  for f in container.decode(stream)]  # fmt: skip
+    assert len(frames) == 80 and frames[0][2].shape == (12, 16, 3)
+    assert [t for t, _, _ in frames] == [Fraction(i, 10) for i in range(80)]  # pts = index/fps
+    keyframes = [i for i, (_, key, _) in enumerate(frames) if key]
+    assert keyframes[0] == 0 and max(np.diff(keyframes)) <= 2  # at most gop = 2 frames apart
     # Lossy codec: the red channel (frame number) survives approximately.
-    assert abs(int(frames[62][..., 2].mean()) - 2) <= 6
+    assert abs(int(frames[62][2][..., 0].mean()) - 2) <= 6

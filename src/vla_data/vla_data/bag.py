@@ -1,9 +1,10 @@
 """rosbag2 bags with MCAP storage, written without rosbag2 (not installable here), and recovered.
 
-A bag is a directory ``<name>/`` holding ``metadata.yaml`` (rosbag2 format version 9, what Jazzy's
-``ros2 bag info/play`` and the ``rosbags`` library read) and one ``<name>_0.mcap`` (profile
-``ros2``, schemas ``ros2msg`` with the full message definition, channels ``cdr``, QoS offered by
-the publishers in each channel's ``offered_qos_profiles``).
+A bag is a directory ``<name>/`` holding ``metadata.yaml`` and one ``<name>_0.mcap`` (profile
+``ros2``, schemas ``ros2msg`` with the full message definition, channels ``cdr`` with the QoS
+offered by the publishers and the type's RIHS01 hash, and the ``rosbag2`` metadata record), in the
+version the bag's ROS distro writes (:mod:`vla_data.bag_metadata`: 9 on Jazzy, 5 on Humble), what
+``ros2 bag info/play`` and the ``rosbags`` library read.
 
 Crash safety: ``metadata.yaml`` exists from the start and is rewritten atomically as the bag grows;
 the MCAP is flushed as whole chunks (``flush``), so a killed writer leaves a file whose complete
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 import io
 import json
 import os
@@ -24,25 +25,32 @@ from pathlib import Path
 from typing import Any
 
 from mcap.exceptions import McapError
-from mcap.records import Channel, Message, Schema
+from mcap.records import Channel, Message, Metadata, Schema
 from mcap.stream_reader import StreamReader
 from mcap.writer import CompressionType, Writer
 import yaml
+
+from vla_data.bag_metadata import (
+    MCAP_RECORD,
+    TopicInfo,
+    bag_info,
+    channel_metadata,
+    distro_of_mcap_record,
+    mcap_metadata_record,
+    metadata_yaml,
+    qos_from_channel,
+)
 
 __all__ = [
     'BagError',
     'BagWriter',
     'RecoveryReport',
     'atomic_write_text',
-    'qos_to_dict',
     'recover_bag',
 ]
 
-METADATA_VERSION = 9
 _COMPRESSION = {'none': CompressionType.NONE, 'zstd': CompressionType.ZSTD,
                 'lz4': CompressionType.LZ4}  # fmt: skip
-# rosbag2 writes an infinite Duration this way.
-_INFINITE = {'sec': 2147483647, 'nsec': 4294967295}
 
 
 class BagError(RuntimeError):
@@ -69,47 +77,7 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-# --- QoS ------------------------------------------------------------------------------------------
-
-
-def _duration(ns: int) -> dict[str, int]:
-    if ns <= 0 or ns >= 2**63 - 1:
-        return {'sec': 0, 'nsec': 0} if ns <= 0 else dict(_INFINITE)
-    return {'sec': ns // 1_000_000_000, 'nsec': ns % 1_000_000_000}
-
-
-def qos_to_dict(profile: Any) -> dict[str, Any]:
-    """An rclpy QoSProfile as metadata version 9 writes it (lower-case policy names)."""
-
-    def name(policy: Any) -> str:
-        return str(getattr(policy, 'name', policy)).lower()
-
-    def ns(value: Any) -> int:
-        return int(getattr(value, 'nanoseconds', value) or 0)
-
-    return {
-        'history': name(profile.history),
-        'depth': int(profile.depth),
-        'reliability': name(profile.reliability),
-        'durability': name(profile.durability),
-        'deadline': _duration(ns(profile.deadline)),
-        'lifespan': _duration(ns(profile.lifespan)),
-        'liveliness': name(profile.liveliness),
-        'liveliness_lease_duration': _duration(ns(profile.liveliness_lease_duration)),
-        'avoid_ros_namespace_conventions': bool(profile.avoid_ros_namespace_conventions),
-    }
-
-
 # --- writer ---------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Topic:
-    name: str
-    type: str
-    offered_qos: list[dict[str, Any]]
-    channel_id: int
-    count: int = 0
 
 
 @dataclass
@@ -117,11 +85,11 @@ class _Stats:
     count: int = 0
     start_ns: int = 0
     end_ns: int = 0
-    counts: dict[int, int] = field(default_factory=dict)
 
 
 class BagWriter:
-    """One rosbag2 MCAP bag. Not thread-safe: the recorder calls it from its writer thread only."""
+    """One rosbag2 MCAP bag, as ``ros_distro``'s rosbag2 writes it (default: $ROS_DISTRO, else
+    jazzy). Not thread-safe: the recorder calls it from its writer thread only."""
 
     def __init__(
         self,
@@ -148,12 +116,14 @@ class BagWriter:
         )
         self._writer.start(profile='ros2', library='vla_data')
         self._schemas: dict[str, int] = {}
-        self._topics: dict[str, _Topic] = {}
+        self._topics: dict[str, TopicInfo] = {}
+        self._channels: dict[str, int] = {}
         self._stats = _Stats()
         self._size = 0
         self.closed = False
         self.aborted = False
         self.write_metadata()  # a bag killed at once still has one
+        self._write_mcap_record()  # as rosbag2 does when it opens a bag
 
     @property
     def bytes_written(self) -> int:
@@ -167,10 +137,17 @@ class BagWriter:
         return name in self._topics
 
     def add_topic(
-        self, name: str, type_name: str, offered_qos: list[dict[str, Any]], definition: str
+        self,
+        name: str,
+        type_name: str,
+        offered_qos: list[dict[str, Any]],
+        definition: str,
+        type_hash: str,
     ) -> int:
+        """A topic of ``type_name`` (``pkg/msg/Type``): its publishers' QoS (``qos_to_dict``),
+        its ``ros2msg`` definition and RIHS01 hash (``vla_data.message_definitions``)."""
         if name in self._topics:
-            return self._topics[name].channel_id
+            return self._channels[name]
         schema_id = self._schemas.get(type_name)
         if schema_id is None:
             schema_id = self._writer.register_schema(
@@ -179,19 +156,20 @@ class BagWriter:
                 data=definition.encode(),
             )
             self._schemas[type_name] = schema_id
-        channel_id = self._writer.register_channel(
+        topic = TopicInfo(name, type_name, offered_qos, type_hash)
+        self._channels[name] = self._writer.register_channel(
             topic=name,
             message_encoding='cdr',
             schema_id=schema_id,
-            metadata={'offered_qos_profiles': yaml.safe_dump(offered_qos) if offered_qos else ''},
+            metadata=channel_metadata(topic, self.ros_distro),
         )
-        self._topics[name] = _Topic(name, type_name, offered_qos, channel_id)
-        return channel_id
+        self._topics[name] = topic
+        return self._channels[name]
 
     def write(self, topic: str, log_time_ns: int, data: bytes, publish_time_ns: int = 0) -> None:
         t = self._topics[topic]
         self._writer.add_message(
-            channel_id=t.channel_id,
+            channel_id=self._channels[topic],
             log_time=log_time_ns,
             data=data,
             publish_time=publish_time_ns or log_time_ns,
@@ -215,27 +193,26 @@ class BagWriter:
     def counts(self) -> dict[str, int]:
         return {name: t.count for name, t in self._topics.items()}
 
+    def _info(self) -> dict[str, Any]:
+        s = self._stats
+        return bag_info(
+            self.file_name, list(self._topics.values()), s.count, s.start_ns, s.end_ns,
+            self.custom_data, self.ros_distro,
+        )  # fmt: skip
+
+    def _write_mcap_record(self) -> None:
+        self._writer.add_metadata(MCAP_RECORD, mcap_metadata_record(self._info(), self.ros_distro))
+
     def write_metadata(self) -> None:
-        topics = [
-            {'topic': t.name, 'type': t.type, 'qos': t.offered_qos, 'count': t.count}
-            for t in self._topics.values()
-        ]
-        text = metadata_yaml(
-            self.file_name,
-            topics,
-            self._stats.count,
-            self._stats.start_ns,
-            self._stats.end_ns,
-            self.custom_data,
-            self.ros_distro,
-        )
-        atomic_write_text(self.directory / 'metadata.yaml', text)
+        atomic_write_text(self.directory / 'metadata.yaml', metadata_yaml(self._info()))
 
     def close(self) -> None:
-        """Summary and footer (the file becomes indexed), then the final metadata.yaml."""
+        """The final ``rosbag2`` record, summary and footer (the file becomes indexed), then the
+        final metadata.yaml."""
         if self.closed:
             return
         try:
+            self._write_mcap_record()
             self._writer.finish()
             self._file.flush()
             os.fsync(self._file.fileno())
@@ -254,53 +231,6 @@ class BagWriter:
             self.aborted = True
             with contextlib.suppress(OSError):
                 self._file.close()
-
-
-def metadata_yaml(
-    file_name: str,
-    topics: list[dict[str, Any]],
-    message_count: int,
-    start_ns: int,
-    end_ns: int,
-    custom_data: Mapping[str, str],
-    ros_distro: str,
-) -> str:
-    duration = max(end_ns - start_ns, 0) if message_count else 0
-    start = start_ns if message_count else 0
-    info = {
-        'version': METADATA_VERSION,
-        'storage_identifier': 'mcap',
-        'duration': {'nanoseconds': duration},
-        'starting_time': {'nanoseconds_since_epoch': start},
-        'message_count': message_count,
-        'topics_with_message_count': [
-            {
-                'topic_metadata': {
-                    'name': t['topic'],
-                    'type': t['type'],
-                    'serialization_format': 'cdr',
-                    'offered_qos_profiles': t['qos'],
-                    'type_description_hash': '',
-                },
-                'message_count': t['count'],
-            }
-            for t in topics
-        ],
-        'compression_format': '',
-        'compression_mode': '',
-        'relative_file_paths': [file_name],
-        'files': [
-            {
-                'path': file_name,
-                'starting_time': {'nanoseconds_since_epoch': start},
-                'duration': {'nanoseconds': duration},
-                'message_count': message_count,
-            }
-        ],
-        'custom_data': {str(k): str(v) for k, v in custom_data.items()},
-        'ros_distro': ros_distro,
-    }
-    return yaml.safe_dump({'rosbag2_bagfile_information': info}, sort_keys=False)
 
 
 # --- recovery -------------------------------------------------------------------------------------
@@ -379,16 +309,41 @@ def recover_bag(directory: Path, extra_custom: Mapping[str, str] | None = None) 
     schemas: dict[int, Schema] = {}
     channels: dict[int, Channel] = {}
     messages: list[Message] = []
+    distro = str(old_meta.get('ros_distro') or '')
     for r in records:
         if isinstance(r, Schema):
             schemas[r.id] = r
         elif isinstance(r, Channel):
             channels[r.id] = r
-        elif isinstance(r, Message):
+        elif isinstance(r, Message) and r.channel_id in channels:
             messages.append(r)
+        elif isinstance(r, Metadata) and r.name == MCAP_RECORD:
+            distro = distro or distro_of_mcap_record(r.metadata)
+    distro = distro or os.environ.get('ROS_DISTRO', 'jazzy')
     messages.sort(key=lambda m: m.log_time)
+    old_topics = {
+        t['topic_metadata']['name']: t['topic_metadata']
+        for t in old_meta.get('topics_with_message_count', []) or []
+    }
+    topics: dict[int, TopicInfo] = {}
+    for cid, c in channels.items():
+        old = old_topics.get(c.topic, {})
+        topics[cid] = TopicInfo(
+            c.topic,
+            old.get('type') or _type_from_schema(schemas, c),
+            qos_from_channel(c.metadata.get('offered_qos_profiles', '')),
+            c.metadata.get('topic_type_hash') or old.get('type_description_hash', ''),
+        )
+    for m in messages:
+        topics[m.channel_id].count += 1
+    custom = dict(old_meta.get('custom_data') or {})
+    custom.update(extra_custom or {})
+    start_ns = messages[0].log_time if messages else 0
+    end_ns = messages[-1].log_time if messages else 0
+    info = bag_info(
+        path.name, list(topics.values()), len(messages), start_ns, end_ns, custom, distro
+    )
     tmp = path.with_name(f'.{path.name}.recovering')
-    counts: dict[int, int] = {cid: 0 for cid in channels}
     with open(tmp, 'wb') as f:
         w = Writer(f, compression=CompressionType.NONE)
         w.start(profile='ros2', library='vla_data recover')
@@ -406,8 +361,6 @@ def recover_bag(directory: Path, extra_custom: Mapping[str, str] | None = None) 
             for cid, c in channels.items()
         }
         for m in messages:
-            if m.channel_id not in channel_map:
-                continue
             w.add_message(
                 channel_id=channel_map[m.channel_id],
                 log_time=m.log_time,
@@ -415,35 +368,13 @@ def recover_bag(directory: Path, extra_custom: Mapping[str, str] | None = None) 
                 publish_time=m.publish_time,
                 sequence=m.sequence,
             )
-            counts[m.channel_id] += 1
+        w.add_metadata(MCAP_RECORD, mcap_metadata_record(info, distro))
         w.finish()
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
     _fsync_dir(directory)
-    old_topics = {
-        t['topic_metadata']['name']: t['topic_metadata']
-        for t in old_meta.get('topics_with_message_count', []) or []
-    }
-    topics = []
-    for cid, c in channels.items():
-        qos = yaml.safe_load(c.metadata.get('offered_qos_profiles', '') or '[]') or []
-        type_name = old_topics.get(c.topic, {}).get('type') or _type_from_schema(schemas, c)
-        topics.append({'topic': c.topic, 'type': type_name, 'qos': qos, 'count': counts[cid]})
-    custom = dict(old_meta.get('custom_data') or {})
-    custom.update(extra_custom or {})
-    start_ns = messages[0].log_time if messages else 0
-    end_ns = messages[-1].log_time if messages else 0
-    text = metadata_yaml(
-        path.name,
-        topics,
-        len(messages),
-        start_ns,
-        end_ns,
-        custom,
-        str(old_meta.get('ros_distro') or os.environ.get('ROS_DISTRO', 'jazzy')),
-    )
-    atomic_write_text(meta_path, text)
+    atomic_write_text(meta_path, metadata_yaml(info))
     return RecoveryReport(directory, True, len(messages), end_ns, len(data) - good_end)
 
 

@@ -136,3 +136,20 @@ def test_a_slipped_block_shows_in_the_scene_state_and_the_expert_recovers(tmp_pa
     assert slipped.episodes[0].success and slipped.episodes[0].length > plain.episodes[0].length
     with pytest.raises(ConfigError, match='slip_fraction'):
         SimDemoConfig(slip_fraction=1.5)
+
+
+def test_lerobot_flag_exports_the_generated_dataset(tmp_path, monkeypatch, capsys) -> None:
+    small = SimDemoConfig(tasks=('push_red',), episodes_per_task=1, seed=3, rate=10.0,
+                          perturb_fraction=0.0, slip_fraction=0.0)  # fmt: skip
+
+    def small_generate(out, cfg, progress):  # the CLI's config, with small cameras
+        return generate(out, small, sim_config=SMALL_CAMERAS, progress=progress)
+
+    monkeypatch.setattr(sim_demos, 'generate', small_generate)
+    out = tmp_path / 'ds'
+    assert sim_demos.main(['--out', str(out), '--lerobot', '--no-progress']) == 0
+    assert f'LeRobot v3: {out / "lerobot"}' in capsys.readouterr().out
+    info = json.loads((out / 'lerobot' / 'meta' / 'info.json').read_text())
+    assert info['total_episodes'] == 1 and info['fps'] == 10
+    assert info['features']['observation.images.wrist_camera']['info']['video.codec'] == 'h264'
+    assert EpisodeDataset(out).episodes[0].task == 'push_red'  # the export sits beside our format

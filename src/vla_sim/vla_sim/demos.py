@@ -1,6 +1,6 @@
 """Expert demonstrations generated in-process in the MuJoCo sim, written as a built dataset.
 
-    vla demos --out out/dataset_sim --episodes-per-task 100
+    vla demos --out out/dataset_sim --episodes-per-task 100 [--lerobot]
 
 The same data the ROS path gives (``config/graphs/collect.yaml`` -> recorder bags ->
 ``vla dataset``), minus the transport: the scripted expert drives the sim at the control rate,
@@ -21,6 +21,9 @@ DAgger (Ross et al. 2011): with a :class:`Driver` (``vla_dagger.dagger_sim`` wra
 policy in one), the driver's targets are executed instead of the expert's wherever it returns one,
 and the expert still labels every frame: the dataset then holds the expert's answer on the states
 the policy visits.
+
+With ``--lerobot`` the dataset is also exported to the LeRobot v3 layout in ``<out>/lerobot``, as
+``vla dataset --lerobot`` does for recorded bags.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from tqdm import tqdm
 
 from vla_core.config import Config, ConfigError, config_to_flat, param
 from vla_data.dataset.format import DatasetWriter, encode_png, frame_columns
+from vla_data.dataset.lerobot import export_lerobot
 from vla_sim.config import SimConfig
 from vla_sim.expert import ExpertConfig, PushExpert
 from vla_sim.rollout import expert_rollout_targets, run_episode
@@ -279,6 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         '--slip-fraction', type=float, default=defaults.slip_fraction,
         help='share of episodes whose block slips once mid-push',
     )  # fmt: skip
+    p.add_argument('--lerobot', action='store_true', help='also export LeRobot v3 to <out>/lerobot')
     args = p.parse_args(argv)
     if not output_is_free(args.out, args.overwrite):
         return 2
@@ -293,6 +298,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     out = generate(args.out, cfg, progress=not args.no_progress)
     print(f'dataset: {out}')
+    if args.lerobot:
+        print(f'LeRobot v3: {export_lerobot(out, out / "lerobot", progress=not args.no_progress)}')
     return 0
 
 

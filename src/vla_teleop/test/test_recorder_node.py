@@ -15,6 +15,7 @@ from rclpy.parameter import Parameter
 from recorder_harness import Harness, episode_json, read_bag, statuses, wait_for
 from recorder_test_nodes import DemoPublisher
 from std_msgs.msg import String
+import yaml
 
 from vla_data.recover import main as recover_main
 from vla_interfaces.msg import EpisodeStatus
@@ -116,6 +117,19 @@ def test_episodes_through_services_save_discard_and_rerecord(harness, tmp_path):
         assert len(ticks) > 40
     assert episode_json(tmp_path, 0)['operator'] == 'bob'
     assert episode_json(tmp_path, 1)['operator'] == 'carol'
+    # As Jazzy's rosbag2 records them: each type's hash as its publishers advertise it, and
+    # the QoS they offer as the rmw reports it (Fast DDS: infinite durations, history unknown).
+    info = yaml.safe_load((tmp_path / 'episode_000000' / 'metadata.yaml').read_text())
+    topics = {
+        t['topic_metadata']['name']: t['topic_metadata']
+        for t in info['rosbag2_bagfile_information']['topics_with_message_count']
+    }
+    for name in ('/joint_states', '/expert/action_chunk', '/tf_static'):
+        (publisher,) = harness.probe.get_publishers_info_by_topic(name)
+        assert topics[name]['type_description_hash'] == str(publisher.topic_type_hash), name
+    (offered,) = topics['/joint_states']['offered_qos_profiles']
+    assert (offered['reliability'], offered['durability']) == ('reliable', 'volatile')
+    assert offered['deadline'] == {'sec': 9223372036, 'nsec': 854775807}  # RMW_DURATION_INFINITE
     assert episode_json(tmp_path, 0)['seed'] == 3 and episode_json(tmp_path, 1)['seed'] is None
     assert rec._machine.allocator.peek() == 2
 

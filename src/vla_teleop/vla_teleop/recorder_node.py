@@ -73,15 +73,10 @@ from vla_core.episodes import (
     StreamMonitorConfig,
     key_help,
 )
-from vla_data.bag import (
-    BagError,
-    BagWriter,
-    qos_to_dict,
-    recover_bag,
-    write_json_atomic,
-)
+from vla_data.bag import BagError, BagWriter, recover_bag, write_json_atomic
+from vla_data.bag_metadata import qos_to_dict
 from vla_data.episodes_store import EpisodeStore
-from vla_data.message_definitions import message_definition
+from vla_data.message_definitions import message_definition, type_description_hash
 
 try:  # Jazzy and later: rclpy's C++ events executor
     from rclpy.experimental.events_executor import EventsExecutor as IoExecutor
@@ -859,7 +854,9 @@ class RecorderNode(Node):
         return bag, episode
 
     def _add_topic(self, bag: BagWriter, t: _Topic) -> None:
-        bag.add_topic(t.name, t.type, t.offered_qos, message_definition(t.type))
+        bag.add_topic(
+            t.name, t.type, t.offered_qos, message_definition(t.type), type_description_hash(t.type)
+        )
 
     def _finish(self, bag: BagWriter, outcome: Outcome) -> str:
         episode = outcome.episode
