@@ -9,7 +9,8 @@ Topics (relative names, so namespaces and remaps apply):
   unknown (unless ``ignore_unknown_joints``) or missing names is rejected and counted, NaN/Inf
   samples are rejected by the core (the watchdog then stops the arm)
 * in ``control/reference`` (vla_interfaces/ActionChunk): chunks to track; malformed, expired,
-  out-of-order and wrong-joint chunks are refused and counted
+  out-of-order and wrong-joint chunks, and chunks beyond the tracker's limits (stamp too far
+  ahead), are refused and counted
 * in ``estop`` (std_msgs/Bool): true latches the e-stop; false only allows a reset
 * out ``joint_commands`` (sensor_msgs/JointState): every tick, names in ``joint_names`` order, the
   ``output_mode`` field (position, velocity or effort) filled, stamped with the control time
@@ -475,6 +476,7 @@ class ControllerNode(Node):
             'chunks_refused_expired': tr.refused_expired,
             'chunks_refused_out_of_order': tr.refused_out_of_order,
             'chunks_refused_joints': tr.refused_invalid,
+            'chunks_refused_future': tr.refused_future,
             'chunks_refused_malformed': self._malformed_chunks,
             'joint_states_rejected_names': rejected_msgs,
             'joint_states_rejected_values': m.rejected_states,
@@ -593,6 +595,7 @@ def _refusal_reason(before: TrackerMetrics, after: TrackerMetrics) -> str:
         ('refused_invalid', 'joints do not match joint_names'),
         ('refused_expired', 'expired'),
         ('refused_out_of_order', 'not newer than the last accepted chunk'),
+        ('refused_future', 'stamped beyond tracker.max_future_stamp ahead'),
     ):
         if getattr(after, key) > getattr(before, key):
             return reason

@@ -58,6 +58,14 @@ class TrackerConfig(Config):
     jerk_time_constant: float = param(
         1.0, description='time constant of the RMS jerk running average [s]', range=(1e-3, 1e3)
     )
+    # Limits of what a chunk may be; a chunk beyond one is refused and counted.
+    max_future_stamp: float = param(
+        1.0,
+        description='refuse chunks stamped further than this ahead of their receipt [s]. A stamp '
+        'is the time of an observation already taken, so only a clock offset between hosts '
+        'puts it ahead; one far ahead would make every later chunk look out of order',
+        range=(0.0, 3600.0),
+    )
 
 
 @dataclass(frozen=True)
@@ -77,6 +85,7 @@ class TrackerMetrics:
     refused_expired: int = 0  # the chunk's last target was already in the past
     refused_out_of_order: int = 0  # not newer than the newest accepted chunk
     refused_invalid: int = 0  # joint names do not match
+    refused_future: int = 0  # stamped more than max_future_stamp ahead of its receipt
     splices: int = 0
     last_seam_gap: float = 0.0  # [rad] largest joint gap between old and new chunk at a splice
     max_seam_gap: float = 0.0  # what an unblended hand-off would have jumped
@@ -272,6 +281,9 @@ class ChunkTracker:
             if chunk.end_time < t:
                 self._metrics.refused_expired += 1
                 return False
+            if chunk.stamp - t > self.config.max_future_stamp:
+                self._metrics.refused_future += 1
+                return False
             if chunk.stamp <= self._newest_stamp:
                 self._metrics.refused_out_of_order += 1
                 return False
@@ -304,6 +316,7 @@ class ChunkTracker:
             with self._lock:
                 self._pending.clear()
                 self._last_receipt = None
+                self._newest_stamp = -math.inf  # what came before the reset orders nothing after
         self._source = _Hold(position)
         self._members = []
         self._current = None
