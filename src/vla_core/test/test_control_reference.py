@@ -237,3 +237,17 @@ def test_reset_forgets_the_newest_stamp():
     tracker.update(1.0)  # spliced in here, blended over blend_time
     np.testing.assert_allclose(tracker.update(1.2).position, 2.0)
     assert tracker.metrics.refused_out_of_order == 0
+
+
+def test_a_chunk_longer_than_the_largest_horizon_is_refused():
+    # The spline fit runs on the control thread: one H=3000 chunk stalled the commands for 3 s.
+    tracker = ChunkTracker(TrackerConfig(), NAMES)
+    tracker.reset_hold(np.zeros(3), 0.0)
+    huge = ActionChunk(stamp=1.0, dt=0.01, joint_names=NAMES, targets=np.ones((3000, 3)))
+    assert not tracker.push(huge, 1.0)
+    limit = tracker.config.max_horizon
+    assert 100 <= limit < 3000  # ACT's 100-step chunks fit
+    at_limit = ActionChunk(stamp=1.0, dt=0.01, joint_names=NAMES, targets=np.ones((limit, 3)))
+    assert tracker.push(at_limit, 1.0)
+    m = tracker.metrics
+    assert (m.refused_horizon, m.accepted) == (1, 1)

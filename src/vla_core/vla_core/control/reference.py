@@ -66,6 +66,14 @@ class TrackerConfig(Config):
         'puts it ahead; one far ahead would make every later chunk look out of order',
         range=(0.0, 3600.0),
     )
+    max_horizon: int = param(
+        128,
+        description='refuse chunks with more targets than this. The spline fit runs on the '
+        'control thread and its cost grows with the horizon cubed: 128 targets fit in 0.2 ms '
+        '(a tenth of a 500 Hz period), one 3000-target chunk stalled the commands for 3 s. '
+        'Policies send 10-100 (ACT 100, ours 16)',
+        range=(2, 100000),
+    )
 
 
 @dataclass(frozen=True)
@@ -86,6 +94,7 @@ class TrackerMetrics:
     refused_out_of_order: int = 0  # not newer than the newest accepted chunk
     refused_invalid: int = 0  # joint names do not match
     refused_future: int = 0  # stamped more than max_future_stamp ahead of its receipt
+    refused_horizon: int = 0  # more than max_horizon targets
     splices: int = 0
     last_seam_gap: float = 0.0  # [rad] largest joint gap between old and new chunk at a splice
     max_seam_gap: float = 0.0  # what an unblended hand-off would have jumped
@@ -278,6 +287,9 @@ class ChunkTracker:
                 self._metrics.refused_invalid += 1
             return False
         with self._lock:
+            if chunk.horizon > self.config.max_horizon:
+                self._metrics.refused_horizon += 1
+                return False
             if chunk.end_time < t:
                 self._metrics.refused_expired += 1
                 return False
