@@ -10,7 +10,7 @@ Topics (relative names, so namespaces and remaps apply):
   samples are rejected by the core (the watchdog then stops the arm)
 * in ``control/reference`` (vla_interfaces/ActionChunk): chunks to track; malformed, expired,
   out-of-order and wrong-joint chunks, and chunks beyond the tracker's limits (stamp too far
-  ahead, horizon too long), are refused and counted
+  ahead, horizon too long, a target beyond the position limits), are refused and counted
 * in ``estop`` (std_msgs/Bool): true latches the e-stop; false only allows a reset
 * out ``joint_commands`` (sensor_msgs/JointState): every tick, names in ``joint_names`` order, the
   ``output_mode`` field (position, velocity or effort) filled, stamped with the control time
@@ -478,6 +478,7 @@ class ControllerNode(Node):
             'chunks_refused_joints': tr.refused_invalid,
             'chunks_refused_future': tr.refused_future,
             'chunks_refused_horizon': tr.refused_horizon,
+            'chunks_refused_position': tr.refused_position,
             'chunks_refused_malformed': self._malformed_chunks,
             'joint_states_rejected_names': rejected_msgs,
             'joint_states_rejected_values': m.rejected_states,
@@ -598,6 +599,7 @@ def _refusal_reason(before: TrackerMetrics, after: TrackerMetrics) -> str:
         ('refused_out_of_order', 'not newer than the last accepted chunk'),
         ('refused_future', 'stamped beyond tracker.max_future_stamp ahead'),
         ('refused_horizon', 'more targets than tracker.max_horizon'),
+        ('refused_position', 'a target beyond the position limits + tracker.position_margin'),
     ):
         if getattr(after, key) > getattr(before, key):
             return reason

@@ -255,6 +255,9 @@ def test_nan_chunks_cannot_be_built():
 def test_limits_hold_in_every_mode():
     for mode in ('velocity', 'position'):
         ctl = make(mode, velocity_max=(0.3,), acceleration_max=(2.0,), position_max=(0.4,))
+        # The chunks run past the limit; let them in, the limiter must hold anyway.
+        wide = ctl.config.tracker.replace(position_margin=10.0)
+        ctl = ResidualController(ctl.config.replace(tracker=wide))
         sim = Sim(ctl)
         cmds = track(ctl, sim, 0.0, 2.0)  # the ramp asks for 0.5 rad/s up to 1 rad
         v = np.array([c.velocity for c in cmds])
@@ -270,6 +273,24 @@ def test_limits_hold_in_every_mode():
     sim = Sim(ctl)
     cmds = track(ctl, sim, 0.0, 1.0)
     assert np.max(np.abs([c.effort for c in cmds])) <= 3.0
+
+
+def test_a_chunk_beyond_the_position_limits_is_refused():
+    # Refused, not clipped: such a chunk is a wrong one (units, a corrupt model or message), and
+    # clipped it would be tracked along a path nobody planned. The arm keeps the chunk it had.
+    ctl = make('position')
+    sim = Sim(ctl)
+    track(ctl, sim, 0.0, 0.5)
+    margin = ctl.config.tracker.position_margin
+    for bad in (1e9, 2.0 + 1.5 * margin, -2.0 - 1.5 * margin):
+        targets = np.zeros((20, 2))
+        targets[10, 1] = bad
+        assert not ctl.push_chunk(ActionChunk(0.49, 0.1, NAMES, targets), 0.5)
+    assert ctl.metrics().tracker.refused_position == 3
+    near = np.full((20, 2), 2.0 + 0.5 * margin)  # a learned policy's scatter at a limit: clamped
+    assert ctl.push_chunk(ActionChunk(0.495, 0.1, NAMES, near), 0.5)
+    cmds = track(ctl, sim, 0.5, 3.0, chunks=False)
+    assert max(np.max(c.position) for c in cmds) <= 2.0
 
 
 def test_residual_switchable_and_bounded():

@@ -165,7 +165,9 @@ class ResidualController:
         self.dof = dof = len(config.joint_names)
         self.mode = config.output_mode
         self.limits = SafetyLimits.from_config(config.safety, dof)
-        self.tracker = ChunkTracker(config.tracker, config.joint_names)
+        self.tracker = ChunkTracker(
+            config.tracker, config.joint_names, (self.limits.q_min, self.limits.q_max)
+        )
         self.pid = JointPid(config.pid, dof)
         self._inertia = np.broadcast_to(np.asarray(config.mpc.inertia, float), (dof,)).copy()
         self.mpc: JointMpc | None = self._make_mpc() if config.classic == 'mpc' else None

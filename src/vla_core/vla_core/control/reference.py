@@ -74,6 +74,15 @@ class TrackerConfig(Config):
         'Policies send 10-100 (ACT 100, ours 16)',
         range=(2, 100000),
     )
+    position_margin: float = param(
+        0.05,
+        description='refuse chunks with a target further than this beyond the position limits '
+        '(safety.position_min/max) [rad, m for prismatic joints]. Such a chunk is a wrong one '
+        '(units, a corrupt model or message) and clipped it would be tracked along a path nobody '
+        'planned; targets within the margin (a learned policy scatters around a limit it was '
+        'taught at) are clamped by the command limiter',
+        range=(0.0, 1e3),
+    )
 
 
 @dataclass(frozen=True)
@@ -95,6 +104,7 @@ class TrackerMetrics:
     refused_invalid: int = 0  # joint names do not match
     refused_future: int = 0  # stamped more than max_future_stamp ahead of its receipt
     refused_horizon: int = 0  # more than max_horizon targets
+    refused_position: int = 0  # a target beyond the position limits by more than position_margin
     splices: int = 0
     last_seam_gap: float = 0.0  # [rad] largest joint gap between old and new chunk at a splice
     max_seam_gap: float = 0.0  # what an unblended hand-off would have jumped
@@ -260,10 +270,21 @@ class _Ensemble:
 class ChunkTracker:
     """Turns a stream of :class:`ActionChunk` into a continuous reference sampled by time."""
 
-    def __init__(self, config: TrackerConfig, joint_names: Sequence[str]) -> None:
+    def __init__(
+        self,
+        config: TrackerConfig,
+        joint_names: Sequence[str],
+        position_limits: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
+        """``position_limits``: (lower, upper) per joint, widened by ``config.position_margin``;
+        None accepts any target."""
         self.config = config
         self.joint_names = tuple(joint_names)
         self.dof = len(self.joint_names)
+        self._bounds: tuple[np.ndarray, np.ndarray] | None = None
+        if position_limits is not None:
+            lo, hi = (np.broadcast_to(np.asarray(x, float), (self.dof,)) for x in position_limits)
+            self._bounds = (lo - config.position_margin, hi + config.position_margin)
         self._lock = threading.Lock()
         self._pending: list[ActionChunk] = []
         self._newest_stamp = -math.inf
@@ -286,7 +307,14 @@ class ChunkTracker:
             with self._lock:
                 self._metrics.refused_invalid += 1
             return False
+        bounds = self._bounds
+        outside = bounds is not None and bool(
+            np.any(chunk.targets < bounds[0]) or np.any(chunk.targets > bounds[1])
+        )
         with self._lock:
+            if outside:
+                self._metrics.refused_position += 1
+                return False
             if chunk.horizon > self.config.max_horizon:
                 self._metrics.refused_horizon += 1
                 return False
