@@ -462,6 +462,8 @@ def test_estop_latches_until_reset(ros):
     assert ros.wait_periodic(lambda r: True).status == 'estop'
     assert ros.transition('hold', estop.stamp) is None
     assert ros.transition('track', estop.stamp) is None
+    settled = estop.stamp + SPEED / DECEL + 2 * PERIOD  # decelerated from the command by then
+    wait(lambda: ros.get_commands(after=settled + 0.3), what='commands at rest')
 
     reset_at = ros.now()
     assert ros.call('reset', Trigger.Request()).success
@@ -470,9 +472,9 @@ def test_estop_latches_until_reset(ros):
     # reset with a deadline a little before it. The latch itself is proven above (no transition
     # before the reset).
     assert released.stamp >= reset_at - 0.05
-    held = [c.position for c in ros.get_commands(after=estop.stamp - 1e-6) if c.t < released.stamp]
+    held = [c.position for c in ros.get_commands(after=settled) if c.t < released.stamp]
     assert len(held) > 30 and np.all(np.isfinite(held))
-    assert np.ptp(np.array(held), axis=0).max() < 1e-12, 'moved while e-stopped'
+    assert np.ptp(np.array(held), axis=0).max() < 1e-12, 'moved after the e-stop came to rest'
     resumed = ros.wait_transition('track', after=released.stamp)
 
     # The service latches too, and a reset releases it.

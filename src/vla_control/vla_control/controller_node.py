@@ -38,7 +38,8 @@ describe the running controller.
 Threads: the control loop runs on its own thread with absolute deadlines; callbacks only convert
 messages and hand them to the core (a slot swap under a lock, the tracker's own lock), so they never
 block it. The e-stop subscription and services have their own callback group so nothing queues
-ahead of them. ``destroy_node`` stops the loop and publishes one e-stop hold command.
+ahead of them. ``destroy_node`` stops the loop and publishes one command at rest (the core's
+``safe_stop``).
 """
 
 from __future__ import annotations
@@ -574,22 +575,20 @@ class ControllerNode(Node):
         super().destroy_node()
 
     def _publish_safe_stop(self) -> None:
-        """One e-stop hold command (the core's hold: position frozen, velocity zero, effort
-        holding against gravity), so the actuators are not left on a moving command."""
-        with self._state_lock:
-            sample = self._latest
-        self._ctl.estop('shutdown')
+        """One last command at rest, from the commanded state (the core's safe stop: position
+        mode where a stop from the command ends, velocity zero, effort holding against gravity),
+        so the actuators are not left on a moving command."""
         t = self._now()
         if math.isfinite(self._last_t):
             t = max(t, self._last_t + self._last_dt)  # stamps stay increasing
         try:
-            cmd = self._ctl.update(t, self._last_dt, sample)
+            cmd = self._ctl.safe_stop(t)
         except Exception as err:
             self.get_logger().error(f'no safe stop published: {type(err).__name__}: {err}')
             return
         if cmd is not None:
             self._publish_command(cmd)
-            self.get_logger().info(f'published the safe stop ({cmd.status}, {cmd.mode})')
+            self.get_logger().info(f'published the safe stop ({cmd.mode})')
 
 
 def _refusal_reason(before: TrackerMetrics, after: TrackerMetrics) -> str:

@@ -177,6 +177,20 @@ def test_estop_unit_latch():
     assert not e.latched
 
 
+def check_decelerates(cmds: list[ControlCommand], mode: str, decel: float = 4.0) -> None:
+    """Commands from a stop on: the commanded speed never grows, falls at most at ``decel`` and
+    reaches zero at v0 / decel; in position mode the commanded position then holds."""
+    if mode == 'position':
+        v = np.diff([c.position for c in cmds], axis=0) / DT
+    else:
+        v = np.array([c.velocity for c in cmds])
+    speed = np.abs(v)
+    assert np.all(np.diff(speed, axis=0) <= 1e-9), 'speeding up during a stop'
+    assert np.all(np.abs(np.diff(v, axis=0)) <= decel * DT + 1e-6), 'faster than the deceleration'
+    rest = round(speed[0].max() / decel / DT) + 2
+    assert rest < len(speed) and np.all(speed[rest:] < 1e-9), 'not at rest after v0 / decel'
+
+
 @pytest.mark.parametrize('mode', ['velocity', 'position', 'effort'])
 def test_estop_stays_latched_until_reset(mode: str):
     ctl = make(mode)
@@ -187,10 +201,8 @@ def test_estop_stays_latched_until_reset(mode: str):
     assert all(c.status == 'estop' for c in cmds)
     m = ctl.metrics()
     assert m.estop_latched and m.estop_reason == 'operator'
-    if mode == 'velocity':
-        assert all(np.all(c.velocity == 0.0) for c in cmds)
-    if mode == 'position':
-        assert all(np.array_equal(c.position, cmds[0].position) for c in cmds)
+    if mode != 'effort':
+        check_decelerates(cmds, mode)
     if mode == 'effort':  # gravity compensation + damping, within limits
         np.testing.assert_allclose(cmds[-1].effort, [1.0, -1.0], atol=1e-2)
     q_held = sim.q.copy()
@@ -200,6 +212,51 @@ def test_estop_stays_latched_until_reset(mode: str):
     np.testing.assert_allclose(cmds[0].reference.position, q_held, atol=1e-9)
     cmds = track(ctl, sim, 1.602, 2.5)
     assert cmds[-1].status == 'track'
+
+
+class LaggingServo(Sim):
+    """A position servo whose joints trail the command by a first-order lag (tau 50 ms): moving
+    at 0.5 rad/s they are 25 mrad behind it, as real position-controlled joints are."""
+
+    def apply(self, cmd: ControlCommand) -> None:
+        if cmd.mode != 'position':
+            return super().apply(cmd)
+        q = self.q + (cmd.position - self.q) * (DT / 0.05)
+        self.v, self.q = (q - self.q) / DT, q
+
+
+@pytest.mark.parametrize('mode', ['velocity', 'position'])
+def test_estop_decelerates_from_the_commanded_state(mode: str):
+    # Not a step to the measured position (up to 0.17 rad behind the command on the robot), and
+    # not a step to zero velocity: a stop at stop_deceleration from what was commanded.
+    ctl = make(mode)
+    sim = LaggingServo(ctl)
+    before = track(ctl, sim, 0.0, 0.6)[-1]
+    assert np.all(np.abs(before.velocity) > 0.3)
+    if mode == 'position':
+        assert np.all(before.position - sim.q > 0.02)  # the joints trail the command
+    ctl.estop('operator')
+    cmds = [before, *track(ctl, sim, 0.6, 1.2)]
+    assert all(c.status == 'estop' for c in cmds[1:])
+    check_decelerates(cmds, mode)
+
+
+@pytest.mark.parametrize('mode', ['velocity', 'position', 'effort'])
+def test_the_last_command_is_at_rest_where_a_stop_from_the_command_ends(mode: str):
+    ctl = make(mode)
+    sim = LaggingServo(ctl)
+    before = track(ctl, sim, 0.0, 0.6)[-1]
+    last = ctl.safe_stop(0.6)
+    assert last is not None and last.status == 'estop'
+    if mode == 'position':
+        v = before.velocity
+        stopping_point = before.position + v * np.abs(v) / (2 * 4.0)
+        np.testing.assert_allclose(last.position, stopping_point, atol=2 * DT * np.abs(v).max())
+        assert np.all(last.position > before.position)  # ahead of the command, never behind
+    if mode == 'velocity':
+        assert np.all(last.velocity == 0.0)
+    if mode == 'effort':
+        np.testing.assert_allclose(last.effort, GRAVITY)  # holds against gravity, no push
 
 
 @pytest.mark.parametrize('mode', ['velocity', 'position', 'effort'])

@@ -200,7 +200,9 @@ class ResidualController:
         return self.tracker.push(chunk, t)
 
     def estop(self, reason: str = 'e-stop') -> None:
-        """Latch the e-stop: hold position (velocity mode: zero) until :meth:`reset`."""
+        """Latch the e-stop: position and velocity modes decelerate from the commanded state at
+        the stop deceleration and hold at rest, effort mode damps against gravity, until
+        :meth:`reset`."""
         self.estop_latch.trigger(reason)
 
     def reset(self) -> bool:
@@ -346,14 +348,10 @@ class ResidualController:
         return g
 
     def _enter_stop(self, t: float, q: np.ndarray, qd: np.ndarray) -> None:
-        # Decelerate from what the arm is being driven at (position mode: the command state).
-        if self.mode == 'position':
-            p0, v0 = self.limiter.q_cmd, self.limiter.v_cmd
-        elif self.mode == 'velocity':
-            p0, v0 = q, self.limiter.v_cmd
+        if self.mode == 'effort':
+            self.tracker.stop(t, q, qd, self.limits.stop_decel)
         else:
-            p0, v0 = q, qd
-        self.tracker.stop(t, p0, v0, self.limits.stop_decel)
+            self._stop_commanded(t)
         self._status = 'stop'
 
     def _classic_command(
@@ -400,30 +398,80 @@ class ResidualController:
         self, t: float, dt: float, q: np.ndarray, qd: np.ndarray, wd: WatchdogStatus
     ) -> ControlCommand:
         zero = np.zeros(self.dof)
-        if not self._in_estop:  # latch instant: freeze where the arm is
+        if not self._in_estop:  # latch instant: stop from what is being commanded
             self._in_estop = True
-            hold = q if not wd.state_stale else self.limiter.q_cmd
-            self.tracker.hold(hold)
-            self.limiter.hold_position(hold)
+            if self.mode == 'effort':
+                self.tracker.hold(q if not wd.state_stale else self.limiter.q_cmd)
+            else:
+                self._stop_commanded(t)
             self.pid.reset()
         self._status = 'estop'
         ref = self.tracker.update(t)
         gravity = self._gravity(q)
         effort = None
+        position, velocity = ref.position, ref.velocity
         if self.mode == 'effort':
             damping = zero if wd.state_stale else -self.pid.kd * qd
             effort = self.limiter.effort(gravity + damping, q, qd, gravity)
-        else:
-            self.limiter.v_cmd = zero
-        position = self.limiter.q_cmd if self.mode == 'position' else ref.position
+            velocity = zero
+        else:  # open loop along the stop: it must not depend on feedback
+            self.limiter.hold_position(ref.position)
+            self.limiter.v_cmd = ref.velocity.copy()
+            if self.mode == 'position':
+                position = self.limiter.q_cmd
         return ControlCommand(
             t=t,
             mode=self.mode,
             status='estop',
             classic='estop',
             position=position.copy(),
-            velocity=zero,
+            velocity=velocity.copy(),
             effort=effort,
+            reference=ref,
+            u_classic=zero,
+            u_residual=zero,
+        )
+
+    def _stop_commanded(self, t: float) -> None:
+        """Decelerate at the stop deceleration from the commanded state (position mode: the
+        commanded position and its rate; velocity mode: the commanded speed from the measured
+        position), never with a step back to where the trailing joints are measured. The stop
+        starts when that state was commanded, the previous tick, so this tick already slows."""
+        p0 = self.limiter.q_cmd if self.mode == 'position' or self._q is None else self._q
+        self.tracker.stop(t - self._dt, p0, self.limiter.v_cmd, self.limits.stop_decel)
+
+    def safe_stop(self, t: float) -> ControlCommand | None:
+        """The last command before the controller goes away (shutdown): at rest, latched as an
+        e-stop. Position mode commands the point where a stop from the commanded state ends
+        (ahead of the command while moving, never behind it), velocity mode zero, effort mode
+        the gravity torque. None before the first joint state."""
+        if self._q is None:
+            return None
+        self.estop('shutdown')
+        self._in_estop = True
+        zero = np.zeros(self.dof)
+        gravity = self._gravity(self._q)
+        if self.mode == 'effort':
+            self.tracker.hold(self._q)
+        else:
+            self._stop_commanded(t)
+        t_rest = t + float(np.max(np.abs(self.limiter.v_cmd) / self.limits.stop_decel))
+        # (the stop started a tick earlier: t_rest is at or past its end, where it holds)
+        p, _, _ = (x[0] for x in self.tracker.preview(np.array([t_rest])))
+        self.limiter.hold_position(p)
+        self.tracker.hold(self.limiter.q_cmd)
+        self._status = 'estop'
+        ref = self.tracker.update(t)
+        return ControlCommand(
+            t=t,
+            mode=self.mode,
+            status='estop',
+            classic='estop',
+            position=self.limiter.q_cmd.copy() if self.mode == 'position' else ref.position,
+            velocity=zero,
+            effort=self.limiter.effort(gravity, self._q, zero, gravity)
+            if self.mode == 'effort'
+            else None,
             reference=ref,
             u_classic=zero,
             u_residual=zero,
