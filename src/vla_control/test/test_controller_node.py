@@ -490,6 +490,17 @@ def test_estop_latches_until_reset(ros):
     assert arm.count > 0 and chunks.count > 0
 
 
+def test_estop_from_a_best_effort_publisher_latches(ros):
+    # Buttons and gamepads often publish best-effort; a reliable-only subscription ignored them.
+    ros.controller(output_mode='position', **RELAXED)
+    Arm(ros, plant='static').start()
+    best_effort = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
+    button = ros.probe.create_publisher(Bool, 'estop', best_effort)
+    wait(lambda: button.get_subscription_count() > 0, what='the e-stop matching a best-effort pub')
+    wait(lambda: button.publish(Bool(data=True)) or ros.transition('estop', ros.t0), what='e-stop')
+    assert 'estop topic' in ros.transition('estop', ros.t0).message
+
+
 def test_nan_in_joint_states_never_reaches_the_commands(ros):
     ros.controller()
 

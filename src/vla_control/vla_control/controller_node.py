@@ -11,7 +11,8 @@ Topics (relative names, so namespaces and remaps apply):
 * in ``control/reference`` (vla_interfaces/ActionChunk): chunks to track; malformed, expired,
   out-of-order and wrong-joint chunks, and chunks beyond the tracker's limits (stamp too far
   ahead, horizon too long, a target beyond the position limits), are refused and counted
-* in ``estop`` (std_msgs/Bool): true latches the e-stop; false only allows a reset
+* in ``estop`` (std_msgs/Bool, best-effort: reliable and best-effort publishers both match): true
+  latches the e-stop; false only allows a reset
 * out ``joint_commands`` (sensor_msgs/JointState): every tick, names in ``joint_names`` order, the
   ``output_mode`` field (position, velocity or effort) filled, stamped with the control time
 * out ``control/state`` (trajectory_msgs/JointTrajectory): the reference being tracked, one point
@@ -273,7 +274,7 @@ class ControllerNode(Node):
             Bool,
             'estop',
             self._on_estop_topic,
-            qos.COMMAND,
+            qos.ESTOP_IN,
             qos_overriding_options=overrides,
             callback_group=safety,
         )
