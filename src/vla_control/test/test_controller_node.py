@@ -26,6 +26,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.time import Time
+from rosgraph_msgs.msg import Clock as ClockMsg
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool
 from std_srvs.srv import SetBool, Trigger
@@ -124,6 +125,7 @@ class Harness:
             ActionChunkMsg, 'control/reference', qos.ACTION_CHUNK
         )
         self.estop_pub = self.probe.create_publisher(Bool, 'estop', qos.COMMAND)
+        self.clock_pub = self.probe.create_publisher(ClockMsg, '/clock', qos.CLOCK)
         self.probe.create_subscription(JointState, 'joint_commands', self._on_command, RELIABLE)
         self.probe.create_subscription(DiagnosticArray, '/diagnostics', self._on_diag, RELIABLE)
         self.probe.create_subscription(
@@ -245,8 +247,9 @@ class Source:
 
     period = 0.01
 
-    def __init__(self, ros: Harness) -> None:
+    def __init__(self, ros: Harness, clock: Callable[[], float] | None = None) -> None:
         self.ros = ros
+        self.now = clock or ros.now  # stamps: the probe's clock, or a simulated one
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self.count = 0
@@ -285,8 +288,9 @@ class Arm(Source):
         q0: tuple[float, ...] = (0.0, 0.0),
         names: tuple[str, ...] = NAMES,
         corrupt: Callable[[int, list[float]], tuple[list[float], list[float]]] | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
-        super().__init__(ros)
+        super().__init__(ros, clock)
         self.plant = plant
         self.q = np.array(q0, dtype=float)
         self.names = names
@@ -295,7 +299,7 @@ class Arm(Source):
         self._prev: float | None = None
 
     def publish_one(self) -> None:
-        stamp = self.ros.now()
+        stamp = self.now()
         cmd = self.ros.last_command()
         if cmd is not None and self.plant == 'velocity' and self._prev is not None:
             self.q = self.q + cmd.velocity * (stamp - self._prev)
@@ -312,26 +316,53 @@ class Arm(Source):
 
 
 class Chunks(Source):
-    """Chunks of a ramp at ``SPEED`` (both joints), each 1 s long, stamped now."""
+    """Chunks of a ramp at ``SPEED`` (both joints) from 0 at ``origin``, each 1 s long, stamped
+    now."""
 
     period = CHUNK_PERIOD
 
-    def __init__(self, ros: Harness, names: tuple[str, ...] = NAMES) -> None:
-        super().__init__(ros)
+    def __init__(
+        self,
+        ros: Harness,
+        names: tuple[str, ...] = NAMES,
+        clock: Callable[[], float] | None = None,
+        origin: float | None = None,
+    ) -> None:
+        super().__init__(ros, clock)
         self.names = names
+        self.origin = ros.t0 if origin is None else origin
         self.last_publish = math.nan
 
     def publish_one(self) -> None:
-        stamp = self.ros.now()
+        stamp = self.now()
         self.last_publish = stamp
-        self.ros.chunk_pub.publish(ramp_chunk(self.ros, stamp, self.names, self.count))
+        msg = ramp_chunk(self.ros, stamp, self.names, self.count, self.origin)
+        self.ros.chunk_pub.publish(msg)
+
+
+class SimClock(Source):
+    """/clock of a simulator from ``start``, 1:1 with the wall clock."""
+
+    def __init__(self, ros: Harness, start: float) -> None:
+        super().__init__(ros, clock=lambda: start + time.monotonic() - self._wall0)
+        self._wall0 = time.monotonic()
+        self.last = math.nan
+
+    def publish_one(self) -> None:
+        self.last = self.now()
+        self.ros.clock_pub.publish(ClockMsg(clock=seconds_to_stamp(self.last)))
 
 
 def ramp_chunk(
-    ros: Harness, stamp: float, names: tuple[str, ...] = NAMES, seq: int = 0
+    ros: Harness,
+    stamp: float,
+    names: tuple[str, ...] = NAMES,
+    seq: int = 0,
+    origin: float | None = None,
 ) -> ActionChunkMsg:
     times = stamp + 0.05 * np.arange(20)
-    targets = np.repeat((SPEED * (times - ros.t0))[:, None], len(names), axis=1)
+    origin = ros.t0 if origin is None else origin
+    targets = np.repeat((SPEED * (times - origin))[:, None], len(names), axis=1)
     return chunk_to_msg(
         ActionChunk(stamp=stamp, dt=0.05, joint_names=names, targets=targets, sequence=seq)
     )
@@ -449,6 +480,55 @@ def test_reference_loss_stops_within_two_periods_then_recovers(ros):
     assert arm.count > 0
 
 
+def test_a_stalled_clock_stops_the_arm_and_says_why_then_a_new_one_restarts(ros):
+    # Under use_sim_time a simulator that died took the controller's clock with it: no command,
+    # not even diagnostics. Stalled past safety.clock_timeout of wall time, the loop runs on the
+    # wall clock from the last simulated time, stops the arm and reports it.
+    timeout = 0.3
+    sim = SimClock(ros, start=1000.0).start()
+    ros.controller(use_sim_time=True, **RELAXED, **{'safety.clock_timeout': timeout})
+    arm = Arm(ros, clock=sim.now).start()
+    chunks = Chunks(ros, clock=sim.now, origin=1000.0).start()
+    ros.wait_transition('track', after=0.0)
+    wait(lambda: np.allclose(ros.last_command().velocity, SPEED, atol=0.05), what='steady')
+    for source in (sim, arm, chunks):  # the simulator dies
+        source.stop()
+    stop = ros.wait_transition('stop', after=0.0)
+    assert stop.level == 2 and '/clock stalled' in stop.message
+    cmds = ros.get_commands()
+    t_frozen = max(c.t for c in cmds if c.t <= sim.last + 1e-9)  # its last simulated tick
+    after = [c for c in cmds if c.t > t_frozen]
+    assert abs(after[0].t - stop.stamp) < 1e-6, 'the first command after the freeze is the stop'
+    assert stop.stamp - t_frozen > timeout
+    check_controlled_stop(ros, stop.stamp)
+
+    # A new simulation, its time line from an earlier time: the controller starts over.
+    restart = len(ros.get_reports())
+    sim = SimClock(ros, start=500.0).start()
+    Arm(ros, q0=tuple(arm.q), clock=sim.now).start()
+    Chunks(ros, clock=sim.now, origin=500.0 - arm.q[0] / SPEED).start()
+
+    def tracking_again() -> bool:
+        new = ros.get_reports()[restart:]
+        return any(not r.periodic and r.status == 'track' and r.stamp < 900.0 for r in new)
+
+    wait(tracking_again, what='tracking on the new time line')
+
+
+def test_a_controller_that_stops_commanding_reports_an_error(ros):
+    node = ros.controller(**RELAXED)
+    Arm(ros, plant='static').start()
+    wait(lambda: ros.get_commands(), what='first command')
+    assert ros.wait_periodic(lambda r: True).level == 0
+
+    def broken(*args, **kwargs):
+        raise RuntimeError('the model of the arm is broken')
+
+    node._ctl.update = broken  # every tick fails: no command goes out
+    report = ros.wait_periodic(lambda r: r.level == 2 and 'no joint_commands' in r.message)
+    assert 'the model of the arm is broken' in report.message
+
+
 def test_estop_latches_until_reset(ros):
     _, arm, chunks = track(ros, output_mode='position', **RELAXED)
     ros.estop_pub.publish(Bool(data=True))
@@ -463,7 +543,7 @@ def test_estop_latches_until_reset(ros):
     assert ros.transition('hold', estop.stamp) is None
     assert ros.transition('track', estop.stamp) is None
     settled = estop.stamp + SPEED / DECEL + 2 * PERIOD  # decelerated from the command by then
-    wait(lambda: ros.get_commands(after=settled + 0.3), what='commands at rest')
+    wait(lambda: ros.get_commands(after=settled + 0.5), what='commands at rest')
 
     reset_at = ros.now()
     assert ros.call('reset', Trigger.Request()).success
@@ -718,16 +798,17 @@ class FakeClock:
 
 def test_loop_clock_maps_deadlines_onto_the_node_clock():
     offset = 1.7e9
-    clock = LoopClock(FakeClock([time.monotonic() + offset], sim=False))
+    clock = LoopClock(FakeClock([time.monotonic() + offset], sim=False), stall_timeout=0.5)
     deadline = time.monotonic() - 0.001  # the tick woke up 1 ms late
-    t, dt = clock.tick(deadline, 0.002)
-    assert abs(t - (deadline + offset)) < 1e-3 and dt == 0.002
+    tick = clock.tick(deadline, 0.002)
+    assert abs(tick.t - (deadline + offset)) < 1e-3 and tick.dt == 0.002 and not tick.stalled
 
 
 def test_loop_clock_under_sim_time_ticks_only_when_time_advances():
-    clock = LoopClock(FakeClock([0.0, 5.0, 5.0, 5.01], sim=True))
+    clock = LoopClock(FakeClock([0.0, 5.0, 5.0, 5.01], sim=True), stall_timeout=0.5)
     assert clock.tick(1.0, 0.002) is None  # no /clock yet
-    assert clock.tick(1.002, 0.002) == (5.0, 0.002)
+    tick = clock.tick(1.002, 0.002)
+    assert (tick.t, tick.dt) == (5.0, 0.002)
     assert clock.tick(1.004, 0.002) is None  # paused
-    t, dt = clock.tick(1.006, 0.002)
-    assert abs(t - 5.01) < 1e-9 and abs(dt - 0.01) < 1e-9
+    tick = clock.tick(1.006, 0.002)
+    assert abs(tick.t - 5.01) < 1e-9 and abs(tick.dt - 0.01) < 1e-9

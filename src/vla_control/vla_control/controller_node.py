@@ -56,7 +56,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.clock import Clock
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
@@ -66,6 +66,8 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from vla_core.config import Config, iter_params, param
 from vla_core.control import (
+    ClockTick,
+    ClockWatchdog,
     ControlCommand,
     ControllerConfig,
     ControllerMetrics,
@@ -93,6 +95,8 @@ __all__ = [
 # Parameters applied while running; every other one of ours is refused at run time.
 _LIVE_PARAMS = frozenset({'classic', 'residual.enabled', 'state_decimation'})
 _NO_MODEL = 'no residual model loaded (set residual.model_path and restart)'
+# [s] of wall time a running controller may go without publishing a command before it is an error.
+_COMMAND_GAP = 1.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -184,23 +188,19 @@ class LoopClock:
     The loop sleeps on CLOCK_MONOTONIC; a tick's time is its monotonic deadline shifted onto the
     node's clock (both read together, so scheduling jitter does not enter ``t``). Under simulated
     time (/clock) the tick takes the simulated time and is skipped while it has not advanced, so a
-    paused simulation does not integrate commands.
+    paused simulation does not integrate commands; stalled longer than ``stall_timeout`` on the
+    wall clock, ticks run on from the last simulated time, flagged (:class:`ClockWatchdog`).
     """
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, stall_timeout: float) -> None:
         self._clock = clock
-        self._prev: float | None = None
+        self._sim = ClockWatchdog(stall_timeout)
 
-    def tick(self, deadline: float, dt: float) -> tuple[float, float] | None:
+    def tick(self, deadline: float, dt: float) -> ClockTick | None:
         now = self._clock.now().nanoseconds * 1e-9
         if getattr(self._clock, 'ros_time_is_active', False):
-            if now <= 0.0 or (self._prev is not None and now <= self._prev):
-                return None
-            if self._prev is not None:
-                dt = now - self._prev
-            self._prev = now
-            return now, dt
-        return deadline + (now - time.monotonic()), dt
+            return self._sim.tick(now, time.monotonic(), dt)
+        return ClockTick(deadline + (now - time.monotonic()), dt, 0.0, False)
 
 
 class ControllerNode(Node):
@@ -223,7 +223,7 @@ class ControllerNode(Node):
         self._names = list(cfg.joint_names)
         self._mapper = JointStateMapper(cfg.joint_names, node_cfg.ignore_unknown_joints)
         self._receipt_stamp = node_cfg.state_stamp == 'receipt'
-        self._loop_clock = LoopClock(self.get_clock())
+        self._loop_clock = LoopClock(self.get_clock(), cfg.safety.clock_timeout)
 
         # Written by callbacks, read by the control loop and the diagnostics.
         self._state_lock = threading.Lock()
@@ -241,6 +241,8 @@ class ControllerNode(Node):
         self._blocked_nonfinite = 0
         self._last_t = math.nan
         self._last_dt = 1.0 / self._loop_cfg.value.rate_hz
+        self._clock_stalled = 0.0  # [s] of wall time simulated time has not advanced
+        self._last_command = time.monotonic()  # wall time of the last published command
         self._reported: dict[str, int] = {}  # refusal totals at the last periodic report
 
         overrides = qos.qos_overrides()
@@ -281,8 +283,11 @@ class ControllerNode(Node):
         self.create_service(Trigger, 'control/estop', self._on_estop_srv, callback_group=safety)
         self.create_service(Trigger, 'control/reset', self._on_reset_srv, callback_group=safety)
         self.create_service(SetBool, 'control/enable_residual', self._on_enable_residual)
+        # On the wall clock: a simulator that stops /clock must not silence the report.
         self._diag_timer = self.create_timer(
-            node_cfg.diagnostics_period, self._publish_periodic_diagnostics
+            node_cfg.diagnostics_period,
+            self._publish_periodic_diagnostics,
+            clock=Clock(clock_type=ClockType.STEADY_TIME),
         )
 
         self._loop = DeadlineLoop(self._loop_cfg.value, self._step, name='controller_loop')
@@ -415,11 +420,24 @@ class ControllerNode(Node):
         tick = self._loop_clock.tick(deadline, dt)
         if tick is None:
             return
-        t, dt = tick
+        t, dt = tick.t, tick.dt
+        if tick.restarted:
+            with self._state_lock:
+                self._latest = None  # of the old time line
+            self._ctl.restart_time()
+            self._status = 'waiting'
+            self.get_logger().warn(
+                f'simulated time started over at {t:.3f}: restarting from the next joint state'
+            )
+        if (tick.stalled > 0.0) != (self._clock_stalled > 0.0) and tick.stalled > 0.0:
+            self.get_logger().error(
+                f'/clock stalled for {tick.stalled:.2f} s: stopping the arm on the wall clock'
+            )
+        self._clock_stalled = tick.stalled
         with self._state_lock:
             sample = self._latest
         try:
-            cmd = self._ctl.update(t, dt, sample)
+            cmd = self._ctl.update(t, dt, sample, clock_stalled=tick.stalled > 0.0)
         except Exception as err:  # a bug must not kill the loop silently: latch a hold instead
             self._loop_errors += 1
             self._last_loop_error = f'{type(err).__name__}: {err}'
@@ -450,6 +468,7 @@ class ControllerNode(Node):
         msg.name = self._names
         setattr(msg, cmd.mode, values.tolist())
         self._cmd_pub.publish(msg)
+        self._last_command = time.monotonic()
 
     def _publish_state(self, cmd: ControlCommand) -> None:
         ref = cmd.reference
@@ -549,6 +568,15 @@ class ControllerNode(Node):
             return diagnostics.ERROR, f'control loop stopped: {self._loop.error}'
         if self._status == 'waiting':
             return diagnostics.WARN, 'waiting for valid joint_states: no commands'
+        silent = time.monotonic() - self._last_command
+        if silent > _COMMAND_GAP:
+            why = self._last_loop_error if self._loop_errors else 'the control time stands still'
+            return diagnostics.ERROR, f'no joint_commands for {silent:.1f} s: {why}'
+        if m.status == 'stop' and m.clock_stalled:
+            return diagnostics.ERROR, (
+                f'stopped: /clock stalled for {self._clock_stalled:.1f} s (did the simulator '
+                'stop?); restarts from the next joint state when simulated time advances'
+            )
         if m.status == 'estop':
             return diagnostics.ERROR, f'e-stop latched ({m.estop_reason}); call control/reset'
         if m.status == 'stop':

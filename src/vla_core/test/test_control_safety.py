@@ -376,3 +376,51 @@ def test_no_command_before_the_first_state_and_dof_checked():
     assert ctl.metrics().rejected_states == 1
     cmd = ctl.update(DT, DT, JointSample(DT, np.zeros(2)))  # velocity omitted: differentiated
     assert cmd is not None and cmd.status == 'hold'
+
+
+def test_clock_watchdog_runs_a_stalled_clock_on_and_flags_its_restart():
+    from vla_core.control import ClockWatchdog
+
+    clock = ClockWatchdog(timeout=0.5)
+    assert clock.tick(0.0, 10.0, 0.01) is None  # no /clock yet
+    first = clock.tick(100.0, 10.0, 0.01)
+    assert (first.t, first.stalled, first.restarted) == (100.0, 0.0, False)
+    assert clock.tick(100.0, 10.2, 0.01) is None  # paused briefly: no tick, nothing integrates
+    tick = clock.tick(100.01, 10.3, 0.01)
+    assert abs(tick.t - 100.01) < 1e-12 and abs(tick.dt - 0.01) < 1e-12
+    assert clock.tick(100.01, 10.8, 0.01) is None  # 0.5 s: not yet past the timeout
+    stalled = clock.tick(100.01, 10.81, 0.01)  # the simulator died: time runs on the wall clock
+    assert stalled.stalled > 0.5 and abs(stalled.t - (100.01 + 0.51)) < 1e-9
+    assert stalled.dt == 0.01  # the loop's period: nothing was commanded while it waited
+    later = clock.tick(100.01, 10.9, 0.01)
+    assert abs(later.t - 100.61) < 1e-9 and abs(later.dt - 0.09) < 1e-9
+    back = clock.tick(50.0, 11.0, 0.01)  # a new simulation: its own time line
+    assert back.restarted and back.t == 50.0 and back.stalled == 0.0
+    assert not clock.tick(50.01, 11.01, 0.01).restarted
+    jumped = clock.tick(40.0, 11.02, 0.01)  # back in time without a stall: restarted too
+    assert jumped.restarted and jumped.t == 40.0
+
+
+@pytest.mark.parametrize('mode', ['velocity', 'position'])
+def test_a_stalled_clock_stops_from_the_command_and_a_restarted_one_starts_over(mode: str):
+    ctl = make(mode, state_timeout=5.0)  # the last state still looks fresh: nothing measures now
+    sim = Sim(ctl)
+    before = track(ctl, sim, 0.0, 0.6)[-1]
+    # The simulator died: no joint states, the node ticks on the wall clock, flagged stalled.
+    cmds = [before]
+    for k in range(1, 400):
+        t = before.t + 0.5 + k * DT
+        cmd = ctl.update(t, DT, JointSample(before.t, sim.q.copy()), clock_stalled=True)
+        assert cmd is not None
+        cmds.append(cmd)
+    assert all(c.status == 'stop' for c in cmds[1:])
+    assert ctl.metrics().clock_stalled
+    check_decelerates(cmds, mode)  # open loop from the command, to rest
+    # A new simulation, time from 0 again: stamps of the old time line are forgotten.
+    ctl.restart_time()
+    assert ctl.update(0.0, DT, None) is None  # waits for a joint state of the new time line
+    sim.q = np.array([0.3, -0.3])
+    cmds = track(ctl, sim, 0.01, 0.8)
+    assert cmds[0].status == 'hold' and cmds[-1].status == 'track'
+    np.testing.assert_allclose(cmds[0].reference.position, [0.3, -0.3])
+    assert not ctl.metrics().clock_stalled

@@ -135,6 +135,7 @@ class ControllerMetrics:
     ticks: int
     tracker: TrackerMetrics  # accepted/refused chunks, seam jump and gap, RMS jerk
     watchdog_trips: int
+    clock_stalled: bool  # the last tick ran on the wall clock: simulated time stopped
     state_age: float
     reference_age: float
     estop_latched: bool
@@ -183,6 +184,7 @@ class ResidualController:
         self._state_time: float | None = None
         self._started = False
         self._reset_requested = False
+        self._stop_latched = False  # a watchdog stop kept through restart_time
         self._status = 'hold'
         self._in_estop = False
         self._ticks = 0
@@ -210,7 +212,18 @@ class ResidualController:
         position and waits for fresh chunks. True if something was latched."""
         was = self.estop_latch.reset() or self._status == 'stop'
         self._reset_requested = True
+        self._stop_latched = False
         return was
+
+    def restart_time(self) -> None:
+        """The control clock started over (a restarted simulator, simulated time back after a
+        stall): forget every stamp of the old time line and restart, as at start-up, from the
+        next joint state, waiting for fresh chunks. An e-stop stays latched, and so does a
+        watchdog stop without ``auto_recover``."""
+        self._stop_latched = self._status == 'stop' and not self.config.safety.auto_recover
+        self._q = None
+        self._state_time = None
+        self._reset_requested = True
 
     def set_residual_enabled(self, enabled: bool) -> None:
         self.residual.enabled = bool(enabled)
@@ -233,6 +246,7 @@ class ResidualController:
             ticks=self._ticks,
             tracker=self.tracker.metrics,
             watchdog_trips=self.watchdog.trips,
+            clock_stalled=self._wd.clock_stalled,
             state_age=self._wd.state_age,
             reference_age=self._wd.reference_age,
             estop_latched=self.estop_latch.latched,
@@ -250,9 +264,13 @@ class ResidualController:
 
     # --- control thread ---
 
-    def update(self, t: float, dt: float, state: JointSample | None) -> ControlCommand | None:
+    def update(
+        self, t: float, dt: float, state: JointSample | None, *, clock_stalled: bool = False
+    ) -> ControlCommand | None:
         """One control tick at time ``t`` covering ``dt`` seconds. ``state`` is the newest joint
-        state (pass the same one again if nothing new came: its stamp decides staleness).
+        state (pass the same one again if nothing new came: its stamp decides staleness);
+        ``clock_stalled``: the tick runs on the wall clock because simulated time stopped
+        (:class:`~vla_core.control.safety.ClockWatchdog`), a watchdog stop like stale states.
         Returns None only until the first valid joint state has arrived."""
         self._ticks += 1
         if math.isfinite(dt) and dt > 0.0:
@@ -265,7 +283,9 @@ class ResidualController:
         q, qd = self._q, self._qd
         if not self._started or self._reset_requested:
             self._restart(t, q)
-        wd = self._wd = self.watchdog.check(t, self._state_time, self.tracker.last_receipt)
+        wd = self._wd = self.watchdog.check(
+            t, self._state_time, self.tracker.last_receipt, clock_stalled
+        )
         if self.estop_latch.latched:
             return self._estop_command(t, dt, q, qd, wd)
         self._in_estop = False
@@ -281,7 +301,7 @@ class ResidualController:
         self._tracking_error = float(np.max(np.abs(ref.position - q)))
         gravity = self._gravity(q)
         zero = np.zeros(self.dof)
-        if self._status == 'stop' and wd.state_stale:
+        if self._status == 'stop' and wd.blind:
             # No feedback: follow the stop trajectory open loop (effort: hold against gravity).
             kind = 'open_loop'
             u_classic = ref.velocity if self.mode != 'effort' else gravity
@@ -334,6 +354,9 @@ class ResidualController:
         self._reset_requested = False
         self._status = 'hold'
         self._in_estop = False
+        if self._stop_latched:  # kept through a clock restart: held until reset()
+            self.tracker.hold(q)
+            self._status = 'stop'
 
     def _gravity(self, q: np.ndarray) -> np.ndarray:
         if self.gravity is None or self.mode != 'effort':
@@ -401,7 +424,7 @@ class ResidualController:
         if not self._in_estop:  # latch instant: stop from what is being commanded
             self._in_estop = True
             if self.mode == 'effort':
-                self.tracker.hold(q if not wd.state_stale else self.limiter.q_cmd)
+                self.tracker.hold(q if not wd.blind else self.limiter.q_cmd)
             else:
                 self._stop_commanded(t)
             self.pid.reset()
@@ -411,7 +434,7 @@ class ResidualController:
         effort = None
         position, velocity = ref.position, ref.velocity
         if self.mode == 'effort':
-            damping = zero if wd.state_stale else -self.pid.kd * qd
+            damping = zero if wd.blind else -self.pid.kd * qd
             effort = self.limiter.effort(gravity + damping, q, qd, gravity)
             velocity = zero
         else:  # open loop along the stop: it must not depend on feedback
