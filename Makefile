@@ -32,7 +32,7 @@ demo: setup
 policy: setup
 	@$(IN_ENV) python -m vla_teleop.dataset.sim_demos --out out/dataset_sim \
 		--episodes-per-task $(DEMOS) --overwrite && \
-	python -m vla_learning.train --config src/vla_learning/config/sim_$(POLICY).yaml && \
+	python -m vla_learning.train --config src/vla_learning/config/sim_$(POLICY).yaml --overwrite && \
 	python -m vla_learning.export --checkpoint out/runs/sim_$(POLICY)/last.pt \
 		--output out/exports/sim_$(POLICY) && \
 	python -m vla_policy.evaluate --artifact out/exports/sim_$(POLICY) --episodes $(EPISODES) \
@@ -51,7 +51,7 @@ dagger: setup
 		--out out/dagger/sim_$(POLICY)_r$(ROUND)b --episodes-per-task $$half \
 		--seed $$(( seed + half )) --overwrite && \
 	rounds=$$(ls -d out/dagger/sim_$(POLICY)_r* | paste -sd, -) && \
-	python -m vla_learning.train --config src/vla_learning/config/sim_$(POLICY).yaml \
+	python -m vla_learning.train --config src/vla_learning/config/sim_$(POLICY).yaml --overwrite \
 		--set "data.recorded.extra_paths=[$$rounds]" && \
 	python -m vla_learning.export --checkpoint out/runs/sim_$(POLICY)/last.pt \
 		--output out/exports/sim_$(POLICY) && \

@@ -129,6 +129,24 @@ def test_train_and_export_clis(tmp_path) -> None:
     assert json.loads((out / 'parity.json').read_text())['passed'] is True
 
 
+def test_training_into_an_earlier_run_needs_resume_or_overwrite(tmp_path, tiny_data) -> None:
+    # It silently replaced last.pt and step_*.pt: hours of training lost to a repeated command.
+    over = {'train.steps': 3, 'train.checkpoint_every': 3}
+    _trainer(tmp_path, tiny_data, **over).fit()
+    kept = {p.name: p.read_bytes() for p in tmp_path.glob('*.pt')}
+    assert set(kept) == {'last.pt', 'step_0000003.pt'}
+    with pytest.raises(FileExistsError, match=r'last\.pt.*--resume.*--overwrite'):
+        _trainer(tmp_path, tiny_data, **over).fit()
+    assert {p.name: p.read_bytes() for p in tmp_path.glob('*.pt')} == kept
+    # Overwriting starts clean: no checkpoint of the earlier run is left to mix with the new.
+    (tmp_path / 'step_0000099.pt').write_bytes(kept['last.pt'])
+    _trainer(tmp_path, tiny_data, **{**over, 'train.steps': 2, 'train.checkpoint_every': 2}).fit(
+        overwrite=True
+    )
+    assert {p.name for p in tmp_path.glob('*.pt')} == {'last.pt', 'step_0000002.pt'}
+    _trainer(tmp_path, tiny_data, **over).fit(resume=tmp_path / 'last.pt')  # continuing is fine
+
+
 def test_pretrained_localizer_is_grounded_then_frozen_through_training_and_resume(
     tiny_data, tmp_path
 ) -> None:

@@ -5,7 +5,8 @@
 
 Like ``ros2 bag reindex``: the MCAP is rewritten from its complete records (the torn tail after
 the last flush is dropped), metadata.yaml is rebuilt from what the file holds, and episode.json
-is marked ``interrupted``.
+is marked ``interrupted``. A complete bag is left as it is; ``--force`` (one bag directory)
+rewrites it all the same, for a metadata.yaml that no longer matches its MCAP.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ __all__ = ['main']
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog='recover_episodes', description=__doc__.splitlines()[0])
     parser.add_argument('path', type=Path, help='the output_dir, or one bag directory')
+    parser.add_argument(
+        '--force', action='store_true', help='rewrite one bag even if it looks complete'
+    )
     args = parser.parse_args(argv)
     path: Path = args.path.expanduser()
     if not path.is_dir():
@@ -32,11 +36,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if (path / 'metadata.yaml').exists() or parse_episode_dir_name(path.name) is not None:
         try:
-            print(recover_bag(path))
+            print(recover_bag(path, force=args.force))
         except BagError as err:
             print(f'recover_episodes: {err}', file=sys.stderr)
             return 1
         return 0
+    if args.force:
+        print(f'recover_episodes: --force takes one bag directory, not {path}', file=sys.stderr)
+        return 2
     reports = EpisodeStore(path).recover_all()
     for line in reports:
         print(line)
