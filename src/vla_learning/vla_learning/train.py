@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from vla_core.cli import cli_main
+
 __all__ = ['main']
 
 
@@ -40,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@cli_main('vla-train')
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from vla_learning.training.configuration_train import load_experiment

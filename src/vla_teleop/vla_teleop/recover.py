@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 import sys
 
+from vla_core.cli import cli_main
 from vla_core.episodes import parse_episode_dir_name
 from vla_teleop.bag import BagError, recover_bag
 from vla_teleop.episodes_store import EpisodeStore
@@ -23,6 +24,7 @@ from vla_teleop.episodes_store import EpisodeStore
 __all__ = ['main']
 
 
+@cli_main('recover_episodes')
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog='recover_episodes', description=__doc__.splitlines()[0])
     parser.add_argument('path', type=Path, help='the output_dir, or one bag directory')

@@ -11,10 +11,13 @@ with no spec, so no backend will load it, and the exit status is 2.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 from pathlib import Path
 import sys
+
+from vla_core.cli import cli_main
 
 __all__ = ['main']
 
@@ -38,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@cli_main('vla-export')
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import torch
@@ -50,8 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     obs_path = args.observations or args.checkpoint.parent / 'observations.npz'
     if not obs_path.is_file():
-        print(f'error: no recorded observations at {obs_path} (--observations)', file=sys.stderr)
-        return 1
+        raise FileNotFoundError(errno.ENOENT, 'no recorded observations (--observations)', obs_path)
     observations = RecordedObservations.load(obs_path)
     policy = load_policy(args.checkpoint)
     out = args.output

@@ -35,6 +35,7 @@ from tqdm import tqdm
 import yaml
 
 from vla_core.alignment import NS, AlignmentConfig, align_streams, chunk_lookup, interpolate
+from vla_core.cli import cli_main
 from vla_core.config import Config, ConfigError, config_from_dict, config_to_flat, param
 from vla_core.episodes import parse_episode_dir_name
 from vla_teleop.dataset.bag_reader import (
@@ -491,6 +492,7 @@ def load_config(path: Path | None) -> BuildConfig:
     return config_from_dict(BuildConfig, data)
 
 
+@cli_main('build_dataset')
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog='build_dataset', description=(__doc__ or '').splitlines()[0]
