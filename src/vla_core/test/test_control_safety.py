@@ -385,6 +385,9 @@ def test_clock_watchdog_runs_a_stalled_clock_on_and_flags_its_restart():
     assert clock.tick(0.0, 10.0, 0.01) is None  # no /clock yet
     first = clock.tick(100.0, 10.0, 0.01)
     assert (first.t, first.stalled, first.restarted) == (100.0, 0.0, False)
+    assert clock.tick(100.0, 10.9, 0.01) is None  # a starting simulator's pause: not watched yet
+    clock = ClockWatchdog(timeout=0.5)
+    clock.tick(100.0, 10.0, 0.01)
     assert clock.tick(100.0, 10.2, 0.01) is None  # paused briefly: no tick, nothing integrates
     tick = clock.tick(100.01, 10.3, 0.01)
     assert abs(tick.t - 100.01) < 1e-12 and abs(tick.dt - 0.01) < 1e-12
@@ -396,7 +399,8 @@ def test_clock_watchdog_runs_a_stalled_clock_on_and_flags_its_restart():
     assert abs(later.t - 100.61) < 1e-9 and abs(later.dt - 0.09) < 1e-9
     back = clock.tick(50.0, 11.0, 0.01)  # a new simulation: its own time line
     assert back.restarted and back.t == 50.0 and back.stalled == 0.0
-    assert not clock.tick(50.01, 11.01, 0.01).restarted
+    assert clock.tick(50.0, 11.9, 0.01) is None  # watched again once it advances
+    assert not clock.tick(50.01, 11.91, 0.01).restarted
     jumped = clock.tick(40.0, 11.02, 0.01)  # back in time without a stall: restarted too
     assert jumped.restarted and jumped.t == 40.0
 

@@ -56,9 +56,10 @@ class SafetyConfig(Config):
         True, description='resume tracking once joint states and chunks are fresh again'
     )
     clock_timeout: float = param(
-        0.5,
+        1.0,
         description='simulated time (/clock, use_sim_time) not advancing for this long on the '
-        'wall clock: controlled stop, the loop running on the wall clock until it advances [s]',
+        'wall clock: controlled stop, the loop running on the wall clock until it advances [s]. '
+        'A simulator starved on a loaded machine pauses for tenths of a second',
         range=(0.01, 60.0),
     )
 
@@ -160,7 +161,9 @@ class ClockWatchdog:
     integrates. Paused for longer than ``timeout`` (the simulator died), the loop ticks on the
     wall clock from the last simulated time, flagged ``stalled``, so the controller can stop the
     arm and say why instead of going silent. When simulated time advances again after a stall,
-    or goes back (a restarted simulator), the tick is flagged ``restarted``.
+    or goes back (a restarted simulator), the tick is flagged ``restarted``. The watch starts
+    once time has advanced on its time line: a starting simulator may pause after its first
+    /clock.
     """
 
     def __init__(self, timeout: float) -> None:
@@ -169,6 +172,7 @@ class ClockWatchdog:
         self._sim_wall = 0.0  # wall time when it was seen
         self._last_t: float | None = None  # control time of the last tick
         self._stalled = False
+        self._armed = False  # time has advanced on this time line (a starting simulator pauses)
 
     def tick(self, sim_now: float, wall_now: float, dt_wall: float) -> ClockTick | None:
         """``sim_now``: simulated time (0: none yet); ``wall_now``: a monotonic wall clock;
@@ -177,11 +181,12 @@ class ClockWatchdog:
         if sim_now > 0.0 and (sim is None or sim_now != sim):
             restarted = self._stalled or (sim is not None and sim_now < sim)
             dt = sim_now - last if last is not None and not restarted else dt_wall
+            self._armed = sim is not None and not restarted
             self._sim, self._sim_wall, self._last_t = sim_now, wall_now, sim_now
             self._stalled = False
             return ClockTick(sim_now, dt, 0.0, restarted)
         stalled = wall_now - self._sim_wall
-        if sim is None or last is None or stalled <= self.timeout:
+        if not self._armed or last is None or stalled <= self.timeout:
             return None
         t = sim + stalled
         dt = t - last if self._stalled else dt_wall  # nothing was commanded while it waited
