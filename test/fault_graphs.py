@@ -138,8 +138,8 @@ class Probe:
         return self.node.get_clock().now().nanoseconds * 1e-9
 
     def sim_now(self) -> float:
-        """Simulated time: the newer of this node's /clock and the newest joint state (on a
-        loaded machine either may lag)."""
+        """Simulated time: the newer of this node's /clock and the newest joint state (either
+        may lag on a loaded machine, and the /clock one starts at 0)."""
         with self.lock:
             state = stamp_to_seconds(self.states[-1].header.stamp) if self.states else 0.0
         return max(self.now(), state)
@@ -324,7 +324,7 @@ class Rig:
 
     def restart(self, group: str) -> tuple[int, float]:
         """Start ``group`` again: (report bookmark, sim time) from just before."""
-        mark, t = self.probe.mark(), self.probe.now()
+        mark, t = self.probe.mark(), self.probe.sim_now()
         self.graph.start(group)
         return mark, t
 
