@@ -23,8 +23,9 @@ sys.path.insert(0, str(ROOT / 'test'))
 os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(201, 230)))
 os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
 
-from fault_cases import CLI_CASES, DEMO_CASES, DEPLOY_CASES, Outcome  # noqa: E402
-from fault_graphs import Rig, deploy_overrides, make_tiny_export  # noqa: E402
+from fault_cases import DEMO_CASES, DEPLOY_CASES  # noqa: E402
+from fault_graphs import Outcome, Rig, deploy_overrides, make_tiny_export  # noqa: E402
+from fault_user_errors import CLI_CASES  # noqa: E402
 
 
 def _row(cells: list[str]) -> str:

@@ -2,7 +2,8 @@
 its own process group (so ``kill -9`` takes the whole group, and a group can be started again),
 observed by a probe node in this process.
 
-Shared by test/test_faults.py and bench/bench_faults.py (through test/fault_cases.py).
+Shared by test/test_faults.py and bench/bench_faults.py, with the cases of test/fault_cases.py
+and test/fault_user_errors.py.
 """
 
 from __future__ import annotations
@@ -69,6 +70,32 @@ def wait_for(cond: Callable[[], T], timeout: float = WAIT, period: float = 0.02)
         if time.monotonic() > deadline:
             return None
         time.sleep(period)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    fault: str
+    expected: str
+    observed: str
+    figure: str
+    ok: bool
+
+
+class Checks:
+    """Collects what did not hold, so an outcome says all of it."""
+
+    def __init__(self) -> None:
+        self.failed: list[str] = []
+
+    def __call__(self, cond: object, what: str) -> bool:
+        if not cond:
+            self.failed.append(what)
+        return bool(cond)
+
+    def outcome(self, fault: str, expected: str, observed: str, figure: str) -> Outcome:
+        if self.failed:
+            observed = 'FAILED: ' + '; '.join(self.failed) + f' ({observed})'
+        return Outcome(fault, expected, observed, figure, not self.failed)
 
 
 @dataclass(frozen=True)

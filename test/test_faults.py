@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from fault_cases import CLI_CASES, DEMO_CASES, DEPLOY_CASES, Outcome
-from fault_graphs import Rig, deploy_overrides, make_tiny_export
+from fault_cases import DEMO_CASES, DEPLOY_CASES
+from fault_graphs import Outcome, Rig, deploy_overrides, make_tiny_export
+from fault_user_errors import CLI_CASES
 import pytest
 
 
