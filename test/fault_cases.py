@@ -297,12 +297,15 @@ def _observation(rig: Rig, size: tuple[int, int], position: float | None) -> Non
 def _policy_refuses(rig: Rig, fault: str, size: tuple[int, int], position, reason: str) -> Outcome:
     c = Checks()
     key = f'refused: {reason}'
-    counted = None
-    for _ in range(5):  # the sim's own frames may be newer by the time the worker wakes
-        _observation(rig, size, position)
-        counted = wait_for(lambda: (r := rig.probe.latest(POLICY)) and key in r.values and r, 5.0)
-        if counted:
-            break
+    # Sent 20 times a second until refused: the worker takes the newest complete observation
+    # when it wakes, and on a loaded machine the sim's next frames may have come in first.
+    counted = wait_for(
+        lambda: (
+            _observation(rig, size, position)
+            or ((r := rig.probe.latest(POLICY)) and key in r.values and r)
+        ),
+        period=0.05,
+    )
     c(counted, f'not refused as "{reason}"')
     n = rig.probe.chunk_count()  # a chunk or two may still have been on their way
     after = wait_for(lambda: rig.probe.chunk_count() >= n + 5 and rig.probe.chunk_count() - n)
@@ -343,17 +346,27 @@ def _first_tick_past(
     return f'stop {1e3 * late:.1f} ms past the timeout (first tick after it)'
 
 
+def _joints_resting(rig: Rig, after: float) -> float | None:
+    """The stamp from which 20 joint states after ``after`` in a row are at rest (< 0.02
+    rad/s; the simulator teleports the arm at an episode reset, so not every state is), once
+    there are."""
+    with rig.probe.lock:
+        states = [s for s in rig.probe.states if stamp_to_seconds(s.header.stamp) > after]
+    still = [bool(np.all(np.abs(s.velocity) < 0.02)) for s in states]
+    for i in range(len(still) - 19):
+        if all(still[i : i + 20]):
+            return stamp_to_seconds(states[i].header.stamp)
+    return None
+
+
 def _at_rest(c: Checks, rig: Rig, t_stop: float) -> str:
     """Closed-loop stop (fresh joint states): no command beyond the speed limit; the joints
-    measured at rest from 1 s after the stop."""
-    wait_for(lambda: rig.probe.sim_now() > t_stop + 1.5)
+    measured at rest 1 s after the stop."""
+    rest = wait_for(lambda: _joints_resting(rig, t_stop + 1.0))
     _, v = _speeds(rig.probe.get_commands(after=t_stop - 0.05))
     c(np.all(v <= V_MAX * 1.01 + 1e-6), 'a command step at the stop')
-    with rig.probe.lock:
-        states = [s for s in rig.probe.states if stamp_to_seconds(s.header.stamp) > t_stop + 1.0]
-    speed = max((float(np.max(np.abs(s.velocity))) for s in states), default=np.inf)
-    c(speed < 0.05, f'joints still moving at {speed:.3f} rad/s 1 s after the stop')
-    return f'joints at rest ({speed:.3f} rad/s) 1 s on'
+    c(rest, 'the joints did not come to rest after the stop')
+    return f'joints at rest {rest - t_stop:.1f} s after the stop' if rest else '-'
 
 
 def _recovers(c: Checks, rig: Rig, group: str) -> str:
@@ -422,21 +435,13 @@ def kill_control(rig: Rig) -> Outcome:
     c = Checks()
     rig.graph.kill('control')
     t_kill = rig.probe.sim_now()
-
-    def resting() -> bool:
-        with rig.probe.lock:
-            recent = [
-                s for s in rig.probe.states[-20:] if stamp_to_seconds(s.header.stamp) > t_kill
-            ]
-        return len(recent) >= 20 and all(np.all(np.abs(s.velocity) < 0.02) for s in recent)
-
-    c(wait_for(resting), 'the arm did not come to rest')
-    rest_at = rig.probe.sim_now()
+    rest = wait_for(lambda: _joints_resting(rig, t_kill))
+    c(rest, 'the arm did not come to rest')
     recovered = _recovers(c, rig, 'control')
     return c.outcome(
         f'kill -9 control ({rig.graph.name})',
         'the sim holds the last command, the arm comes to rest; restarted: tracking',
-        recovered, f'at rest within {rest_at - t_kill:.2f} s (sim time)',
+        recovered, f'at rest {rest - t_kill:.2f} s after the kill (sim time)' if rest else '-',
     )  # fmt: skip
 
 

@@ -57,6 +57,7 @@ import numpy as np
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType
+from rclpy.duration import Duration as RclpyDuration
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
@@ -97,6 +98,8 @@ _LIVE_PARAMS = frozenset({'classic', 'residual.enabled', 'state_decimation'})
 _NO_MODEL = 'no residual model loaded (set residual.model_path and restart)'
 # [s] of wall time a running controller may go without publishing a command before it is an error.
 _COMMAND_GAP = 1.0
+# [s] a shutdown waits for the subscribers to acknowledge the safe stop.
+_SAFE_STOP_ACK_S = 1.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -617,7 +620,13 @@ class ControllerNode(Node):
             return
         if cmd is not None:
             self._publish_command(cmd)
-            self.get_logger().info(f'published the safe stop ({cmd.mode})')
+            # The process may end right after this: a sample not yet acknowledged by the driver
+            # went down with it on a loaded machine.
+            acked = self._cmd_pub.wait_for_all_acked(RclpyDuration(seconds=_SAFE_STOP_ACK_S))
+            self.get_logger().info(
+                f'published the safe stop ({cmd.mode})'
+                + ('' if acked else f', not acknowledged within {_SAFE_STOP_ACK_S:g} s')
+            )
 
 
 def _refusal_reason(before: TrackerMetrics, after: TrackerMetrics) -> str:
