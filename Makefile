@@ -33,7 +33,7 @@ demo: setup
 policy: setup
 	@$(IN_ENV) vla demos --out out/dataset_sim \
 		--episodes-per-task $(DEMOS) --overwrite && \
-	vla train --config src/vla_learning/config/sim_$(POLICY).yaml && \
+	vla train --config src/vla_learning/config/sim_$(POLICY).yaml --overwrite && \
 	vla export --checkpoint out/runs/sim_$(POLICY)/last.pt \
 		--output out/exports/sim_$(POLICY) && \
 	vla eval --artifact out/exports/sim_$(POLICY) --episodes $(EPISODES) \
@@ -52,7 +52,7 @@ dagger: setup
 		--out out/dagger/sim_$(POLICY)_r$(ROUND)b --episodes-per-task $$half \
 		--seed $$(( seed + half )) --overwrite && \
 	rounds=$$(ls -d out/dagger/sim_$(POLICY)_r* | paste -sd, -) && \
-	vla train --config src/vla_learning/config/sim_$(POLICY).yaml \
+	vla train --config src/vla_learning/config/sim_$(POLICY).yaml --overwrite \
 		--set "data.recorded.extra_paths=[$$rounds]" && \
 	vla export --checkpoint out/runs/sim_$(POLICY)/last.pt \
 		--output out/exports/sim_$(POLICY) && \

@@ -9,8 +9,10 @@ Topics (relative names, so namespaces and remaps apply):
   unknown (unless ``ignore_unknown_joints``) or missing names is rejected and counted, NaN/Inf
   samples are rejected by the core (the watchdog then stops the arm)
 * in ``control/reference`` (vla_interfaces/ActionChunk): chunks to track; malformed, expired,
-  out-of-order and wrong-joint chunks are refused and counted
-* in ``estop`` (std_msgs/Bool): true latches the e-stop; false only allows a reset
+  out-of-order and wrong-joint chunks, and chunks beyond the tracker's limits (stamp too far
+  ahead, horizon too long, a target beyond the position limits), are refused and counted
+* in ``estop`` (std_msgs/Bool, best-effort: reliable and best-effort publishers both match): true
+  latches the e-stop; false only allows a reset
 * out ``joint_commands`` (sensor_msgs/JointState): every tick, names in ``joint_names`` order, the
   ``output_mode`` field (position, velocity or effort) filled, stamped with the control time
 * out ``control/state`` (trajectory_msgs/JointTrajectory): the reference being tracked, one point
@@ -37,7 +39,8 @@ describe the running controller.
 Threads: the control loop runs on its own thread with absolute deadlines; callbacks only convert
 messages and hand them to the core (a slot swap under a lock, the tracker's own lock), so they never
 block it. The e-stop subscription and services have their own callback group so nothing queues
-ahead of them. ``destroy_node`` stops the loop and publishes one e-stop hold command.
+ahead of them. ``destroy_node`` stops the loop and publishes one command at rest (the core's
+``safe_stop``).
 """
 
 from __future__ import annotations
@@ -53,7 +56,8 @@ from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.clock import Clock
+from rclpy.clock import Clock, ClockType
+from rclpy.duration import Duration as RclpyDuration
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
@@ -63,6 +67,8 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from vla_core.config import Config, iter_params, param
 from vla_core.control import (
+    ClockTick,
+    ClockWatchdog,
     ControlCommand,
     ControllerConfig,
     ControllerMetrics,
@@ -90,6 +96,10 @@ __all__ = [
 # Parameters applied while running; every other one of ours is refused at run time.
 _LIVE_PARAMS = frozenset({'classic', 'residual.enabled', 'state_decimation'})
 _NO_MODEL = 'no residual model loaded (set residual.model_path and restart)'
+# [s] of wall time a running controller may go without publishing a command before it is an error.
+_COMMAND_GAP = 1.0
+# [s] a shutdown waits for the subscribers to acknowledge the safe stop.
+_SAFE_STOP_ACK_S = 1.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -181,23 +191,19 @@ class LoopClock:
     The loop sleeps on CLOCK_MONOTONIC; a tick's time is its monotonic deadline shifted onto the
     node's clock (both read together, so scheduling jitter does not enter ``t``). Under simulated
     time (/clock) the tick takes the simulated time and is skipped while it has not advanced, so a
-    paused simulation does not integrate commands.
+    paused simulation does not integrate commands; stalled longer than ``stall_timeout`` on the
+    wall clock, ticks run on from the last simulated time, flagged (:class:`ClockWatchdog`).
     """
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, stall_timeout: float) -> None:
         self._clock = clock
-        self._prev: float | None = None
+        self._sim = ClockWatchdog(stall_timeout)
 
-    def tick(self, deadline: float, dt: float) -> tuple[float, float] | None:
+    def tick(self, deadline: float, dt: float) -> ClockTick | None:
         now = self._clock.now().nanoseconds * 1e-9
         if getattr(self._clock, 'ros_time_is_active', False):
-            if now <= 0.0 or (self._prev is not None and now <= self._prev):
-                return None
-            if self._prev is not None:
-                dt = now - self._prev
-            self._prev = now
-            return now, dt
-        return deadline + (now - time.monotonic()), dt
+            return self._sim.tick(now, time.monotonic(), dt)
+        return ClockTick(deadline + (now - time.monotonic()), dt, 0.0, False)
 
 
 class ControllerNode(Node):
@@ -220,7 +226,7 @@ class ControllerNode(Node):
         self._names = list(cfg.joint_names)
         self._mapper = JointStateMapper(cfg.joint_names, node_cfg.ignore_unknown_joints)
         self._receipt_stamp = node_cfg.state_stamp == 'receipt'
-        self._loop_clock = LoopClock(self.get_clock())
+        self._loop_clock = LoopClock(self.get_clock(), cfg.safety.clock_timeout)
 
         # Written by callbacks, read by the control loop and the diagnostics.
         self._state_lock = threading.Lock()
@@ -238,6 +244,8 @@ class ControllerNode(Node):
         self._blocked_nonfinite = 0
         self._last_t = math.nan
         self._last_dt = 1.0 / self._loop_cfg.value.rate_hz
+        self._clock_stalled = 0.0  # [s] of wall time simulated time has not advanced
+        self._last_command = time.monotonic()  # wall time of the last published command
         self._reported: dict[str, int] = {}  # refusal totals at the last periodic report
 
         overrides = qos.qos_overrides()
@@ -271,15 +279,18 @@ class ControllerNode(Node):
             Bool,
             'estop',
             self._on_estop_topic,
-            qos.COMMAND,
+            qos.ESTOP_IN,
             qos_overriding_options=overrides,
             callback_group=safety,
         )
         self.create_service(Trigger, 'control/estop', self._on_estop_srv, callback_group=safety)
         self.create_service(Trigger, 'control/reset', self._on_reset_srv, callback_group=safety)
         self.create_service(SetBool, 'control/enable_residual', self._on_enable_residual)
+        # On the wall clock: a simulator that stops /clock must not silence the report.
         self._diag_timer = self.create_timer(
-            node_cfg.diagnostics_period, self._publish_periodic_diagnostics
+            node_cfg.diagnostics_period,
+            self._publish_periodic_diagnostics,
+            clock=Clock(clock_type=ClockType.STEADY_TIME),
         )
 
         self._loop = DeadlineLoop(self._loop_cfg.value, self._step, name='controller_loop')
@@ -412,11 +423,24 @@ class ControllerNode(Node):
         tick = self._loop_clock.tick(deadline, dt)
         if tick is None:
             return
-        t, dt = tick
+        t, dt = tick.t, tick.dt
+        if tick.restarted:
+            with self._state_lock:
+                self._latest = None  # of the old time line
+            self._ctl.restart_time()
+            self._status = 'waiting'
+            self.get_logger().warn(
+                f'simulated time started over at {t:.3f}: restarting from the next joint state'
+            )
+        if (tick.stalled > 0.0) != (self._clock_stalled > 0.0) and tick.stalled > 0.0:
+            self.get_logger().error(
+                f'/clock stalled for {tick.stalled:.2f} s: stopping the arm on the wall clock'
+            )
+        self._clock_stalled = tick.stalled
         with self._state_lock:
             sample = self._latest
         try:
-            cmd = self._ctl.update(t, dt, sample)
+            cmd = self._ctl.update(t, dt, sample, clock_stalled=tick.stalled > 0.0)
         except Exception as err:  # a bug must not kill the loop silently: latch a hold instead
             self._loop_errors += 1
             self._last_loop_error = f'{type(err).__name__}: {err}'
@@ -447,6 +471,7 @@ class ControllerNode(Node):
         msg.name = self._names
         setattr(msg, cmd.mode, values.tolist())
         self._cmd_pub.publish(msg)
+        self._last_command = time.monotonic()
 
     def _publish_state(self, cmd: ControlCommand) -> None:
         ref = cmd.reference
@@ -475,6 +500,9 @@ class ControllerNode(Node):
             'chunks_refused_expired': tr.refused_expired,
             'chunks_refused_out_of_order': tr.refused_out_of_order,
             'chunks_refused_joints': tr.refused_invalid,
+            'chunks_refused_future': tr.refused_future,
+            'chunks_refused_horizon': tr.refused_horizon,
+            'chunks_refused_position': tr.refused_position,
             'chunks_refused_malformed': self._malformed_chunks,
             'joint_states_rejected_names': rejected_msgs,
             'joint_states_rejected_values': m.rejected_states,
@@ -543,6 +571,15 @@ class ControllerNode(Node):
             return diagnostics.ERROR, f'control loop stopped: {self._loop.error}'
         if self._status == 'waiting':
             return diagnostics.WARN, 'waiting for valid joint_states: no commands'
+        silent = time.monotonic() - self._last_command
+        if silent > _COMMAND_GAP:
+            why = self._last_loop_error if self._loop_errors else 'the control time stands still'
+            return diagnostics.ERROR, f'no joint_commands for {silent:.1f} s: {why}'
+        if m.status == 'stop' and m.clock_stalled:
+            return diagnostics.ERROR, (
+                f'stopped: /clock stalled for {self._clock_stalled:.1f} s (did the simulator '
+                'stop?); restarts from the next joint state when simulated time advances'
+            )
         if m.status == 'estop':
             return diagnostics.ERROR, f'e-stop latched ({m.estop_reason}); call control/reset'
         if m.status == 'stop':
@@ -570,22 +607,26 @@ class ControllerNode(Node):
         super().destroy_node()
 
     def _publish_safe_stop(self) -> None:
-        """One e-stop hold command (the core's hold: position frozen, velocity zero, effort
-        holding against gravity), so the actuators are not left on a moving command."""
-        with self._state_lock:
-            sample = self._latest
-        self._ctl.estop('shutdown')
+        """One last command at rest, from the commanded state (the core's safe stop: position
+        mode where a stop from the command ends, velocity zero, effort holding against gravity),
+        so the actuators are not left on a moving command."""
         t = self._now()
         if math.isfinite(self._last_t):
             t = max(t, self._last_t + self._last_dt)  # stamps stay increasing
         try:
-            cmd = self._ctl.update(t, self._last_dt, sample)
+            cmd = self._ctl.safe_stop(t)
         except Exception as err:
             self.get_logger().error(f'no safe stop published: {type(err).__name__}: {err}')
             return
         if cmd is not None:
             self._publish_command(cmd)
-            self.get_logger().info(f'published the safe stop ({cmd.status}, {cmd.mode})')
+            # The process may end right after this: a sample not yet acknowledged by the driver
+            # went down with it on a loaded machine.
+            acked = self._cmd_pub.wait_for_all_acked(RclpyDuration(seconds=_SAFE_STOP_ACK_S))
+            self.get_logger().info(
+                f'published the safe stop ({cmd.mode})'
+                + ('' if acked else f', not acknowledged within {_SAFE_STOP_ACK_S:g} s')
+            )
 
 
 def _refusal_reason(before: TrackerMetrics, after: TrackerMetrics) -> str:
@@ -593,6 +634,9 @@ def _refusal_reason(before: TrackerMetrics, after: TrackerMetrics) -> str:
         ('refused_invalid', 'joints do not match joint_names'),
         ('refused_expired', 'expired'),
         ('refused_out_of_order', 'not newer than the last accepted chunk'),
+        ('refused_future', 'stamped beyond tracker.max_future_stamp ahead'),
+        ('refused_horizon', 'more targets than tracker.max_horizon'),
+        ('refused_position', 'a target beyond the position limits + tracker.position_margin'),
     ):
         if getattr(after, key) > getattr(before, key):
             return reason

@@ -208,3 +208,46 @@ def test_after_the_last_chunk_ends_the_reference_holds(mode: str):
         ref = tracker.update(i * 1e-3)
     np.testing.assert_allclose(ref.position, 0.5, atol=1e-9)
     np.testing.assert_allclose(ref.velocity, 0.0, atol=1e-6)
+
+
+def test_a_chunk_stamped_far_ahead_is_refused_and_locks_nothing_out():
+    # One bad stamp (now + 1e5 s) must not make every later chunk look out of order.
+    tracker = ChunkTracker(TrackerConfig(), NAMES)
+    tracker.reset_hold(np.zeros(3), 0.0)
+    future = ActionChunk(stamp=1e5, dt=0.1, joint_names=NAMES, targets=np.ones((5, 3)))
+    assert not tracker.push(future, 1.0)
+    ahead = TrackerConfig().max_future_stamp
+    near = ActionChunk(stamp=1.0 + ahead, dt=0.1, joint_names=NAMES, targets=np.ones((5, 3)))
+    assert tracker.push(near, 1.0)  # at the limit: a clock offset between hosts, accepted
+    good = ActionChunk(stamp=1.0 + ahead + 0.01, dt=0.1, joint_names=NAMES, targets=np.ones((5, 3)))
+    assert tracker.push(good, 1.1)
+    m = tracker.metrics
+    assert (m.refused_future, m.refused_out_of_order, m.accepted) == (1, 0, 2)
+
+
+def test_reset_forgets_the_newest_stamp():
+    # After a reset (e-stop release, a restarted simulator whose time starts over) the chunks of
+    # the new time line are accepted, however new the forgotten ones were.
+    tracker = ChunkTracker(TrackerConfig(), NAMES)
+    tracker.reset_hold(np.zeros(3), 0.0)
+    assert tracker.push(ActionChunk(5.0, 0.1, NAMES, np.ones((5, 3))), 5.0)
+    tracker.update(5.0)
+    tracker.reset_hold(np.zeros(3), 1.0)
+    assert tracker.push(ActionChunk(1.0, 0.1, NAMES, np.full((5, 3), 2.0)), 1.0)
+    tracker.update(1.0)  # spliced in here, blended over blend_time
+    np.testing.assert_allclose(tracker.update(1.2).position, 2.0)
+    assert tracker.metrics.refused_out_of_order == 0
+
+
+def test_a_chunk_longer_than_the_largest_horizon_is_refused():
+    # The spline fit runs on the control thread: one H=3000 chunk stalled the commands for 3 s.
+    tracker = ChunkTracker(TrackerConfig(), NAMES)
+    tracker.reset_hold(np.zeros(3), 0.0)
+    huge = ActionChunk(stamp=1.0, dt=0.01, joint_names=NAMES, targets=np.ones((3000, 3)))
+    assert not tracker.push(huge, 1.0)
+    limit = tracker.config.max_horizon
+    assert 100 <= limit < 3000  # ACT's 100-step chunks fit
+    at_limit = ActionChunk(stamp=1.0, dt=0.01, joint_names=NAMES, targets=np.ones((limit, 3)))
+    assert tracker.push(at_limit, 1.0)
+    m = tracker.metrics
+    assert (m.refused_horizon, m.accepted) == (1, 1)

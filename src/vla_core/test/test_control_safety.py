@@ -177,6 +177,20 @@ def test_estop_unit_latch():
     assert not e.latched
 
 
+def check_decelerates(cmds: list[ControlCommand], mode: str, decel: float = 4.0) -> None:
+    """Commands from a stop on: the commanded speed never grows, falls at most at ``decel`` and
+    reaches zero at v0 / decel; in position mode the commanded position then holds."""
+    if mode == 'position':
+        v = np.diff([c.position for c in cmds], axis=0) / DT
+    else:
+        v = np.array([c.velocity for c in cmds])
+    speed = np.abs(v)
+    assert np.all(np.diff(speed, axis=0) <= 1e-9), 'speeding up during a stop'
+    assert np.all(np.abs(np.diff(v, axis=0)) <= decel * DT + 1e-6), 'faster than the deceleration'
+    rest = round(speed[0].max() / decel / DT) + 2
+    assert rest < len(speed) and np.all(speed[rest:] < 1e-9), 'not at rest after v0 / decel'
+
+
 @pytest.mark.parametrize('mode', ['velocity', 'position', 'effort'])
 def test_estop_stays_latched_until_reset(mode: str):
     ctl = make(mode)
@@ -187,10 +201,8 @@ def test_estop_stays_latched_until_reset(mode: str):
     assert all(c.status == 'estop' for c in cmds)
     m = ctl.metrics()
     assert m.estop_latched and m.estop_reason == 'operator'
-    if mode == 'velocity':
-        assert all(np.all(c.velocity == 0.0) for c in cmds)
-    if mode == 'position':
-        assert all(np.array_equal(c.position, cmds[0].position) for c in cmds)
+    if mode != 'effort':
+        check_decelerates(cmds, mode)
     if mode == 'effort':  # gravity compensation + damping, within limits
         np.testing.assert_allclose(cmds[-1].effort, [1.0, -1.0], atol=1e-2)
     q_held = sim.q.copy()
@@ -200,6 +212,51 @@ def test_estop_stays_latched_until_reset(mode: str):
     np.testing.assert_allclose(cmds[0].reference.position, q_held, atol=1e-9)
     cmds = track(ctl, sim, 1.602, 2.5)
     assert cmds[-1].status == 'track'
+
+
+class LaggingServo(Sim):
+    """A position servo whose joints trail the command by a first-order lag (tau 50 ms): moving
+    at 0.5 rad/s they are 25 mrad behind it, as real position-controlled joints are."""
+
+    def apply(self, cmd: ControlCommand) -> None:
+        if cmd.mode != 'position':
+            return super().apply(cmd)
+        q = self.q + (cmd.position - self.q) * (DT / 0.05)
+        self.v, self.q = (q - self.q) / DT, q
+
+
+@pytest.mark.parametrize('mode', ['velocity', 'position'])
+def test_estop_decelerates_from_the_commanded_state(mode: str):
+    # Not a step to the measured position (up to 0.17 rad behind the command on the robot), and
+    # not a step to zero velocity: a stop at stop_deceleration from what was commanded.
+    ctl = make(mode)
+    sim = LaggingServo(ctl)
+    before = track(ctl, sim, 0.0, 0.6)[-1]
+    assert np.all(np.abs(before.velocity) > 0.3)
+    if mode == 'position':
+        assert np.all(before.position - sim.q > 0.02)  # the joints trail the command
+    ctl.estop('operator')
+    cmds = [before, *track(ctl, sim, 0.6, 1.2)]
+    assert all(c.status == 'estop' for c in cmds[1:])
+    check_decelerates(cmds, mode)
+
+
+@pytest.mark.parametrize('mode', ['velocity', 'position', 'effort'])
+def test_the_last_command_is_at_rest_where_a_stop_from_the_command_ends(mode: str):
+    ctl = make(mode)
+    sim = LaggingServo(ctl)
+    before = track(ctl, sim, 0.0, 0.6)[-1]
+    last = ctl.safe_stop(0.6)
+    assert last is not None and last.status == 'estop'
+    if mode == 'position':
+        v = before.velocity
+        stopping_point = before.position + v * np.abs(v) / (2 * 4.0)
+        np.testing.assert_allclose(last.position, stopping_point, atol=2 * DT * np.abs(v).max())
+        assert np.all(last.position > before.position)  # ahead of the command, never behind
+    if mode == 'velocity':
+        assert np.all(last.velocity == 0.0)
+    if mode == 'effort':
+        np.testing.assert_allclose(last.effort, GRAVITY)  # holds against gravity, no push
 
 
 @pytest.mark.parametrize('mode', ['velocity', 'position', 'effort'])
@@ -255,6 +312,9 @@ def test_nan_chunks_cannot_be_built():
 def test_limits_hold_in_every_mode():
     for mode in ('velocity', 'position'):
         ctl = make(mode, velocity_max=(0.3,), acceleration_max=(2.0,), position_max=(0.4,))
+        # The chunks run past the limit; let them in, the limiter must hold anyway.
+        wide = ctl.config.tracker.replace(position_margin=10.0)
+        ctl = ResidualController(ctl.config.replace(tracker=wide))
         sim = Sim(ctl)
         cmds = track(ctl, sim, 0.0, 2.0)  # the ramp asks for 0.5 rad/s up to 1 rad
         v = np.array([c.velocity for c in cmds])
@@ -270,6 +330,24 @@ def test_limits_hold_in_every_mode():
     sim = Sim(ctl)
     cmds = track(ctl, sim, 0.0, 1.0)
     assert np.max(np.abs([c.effort for c in cmds])) <= 3.0
+
+
+def test_a_chunk_beyond_the_position_limits_is_refused():
+    # Refused, not clipped: such a chunk is a wrong one (units, a corrupt model or message), and
+    # clipped it would be tracked along a path nobody planned. The arm keeps the chunk it had.
+    ctl = make('position')
+    sim = Sim(ctl)
+    track(ctl, sim, 0.0, 0.5)
+    margin = ctl.config.tracker.position_margin
+    for bad in (1e9, 2.0 + 1.5 * margin, -2.0 - 1.5 * margin):
+        targets = np.zeros((20, 2))
+        targets[10, 1] = bad
+        assert not ctl.push_chunk(ActionChunk(0.49, 0.1, NAMES, targets), 0.5)
+    assert ctl.metrics().tracker.refused_position == 3
+    near = np.full((20, 2), 2.0 + 0.5 * margin)  # a learned policy's scatter at a limit: clamped
+    assert ctl.push_chunk(ActionChunk(0.495, 0.1, NAMES, near), 0.5)
+    cmds = track(ctl, sim, 0.5, 3.0, chunks=False)
+    assert max(np.max(c.position) for c in cmds) <= 2.0
 
 
 def test_residual_switchable_and_bounded():
@@ -298,3 +376,55 @@ def test_no_command_before_the_first_state_and_dof_checked():
     assert ctl.metrics().rejected_states == 1
     cmd = ctl.update(DT, DT, JointSample(DT, np.zeros(2)))  # velocity omitted: differentiated
     assert cmd is not None and cmd.status == 'hold'
+
+
+def test_clock_watchdog_runs_a_stalled_clock_on_and_flags_its_restart():
+    from vla_core.control import ClockWatchdog
+
+    clock = ClockWatchdog(timeout=0.5)
+    assert clock.tick(0.0, 10.0, 0.01) is None  # no /clock yet
+    first = clock.tick(100.0, 10.0, 0.01)
+    assert (first.t, first.stalled, first.restarted) == (100.0, 0.0, False)
+    assert clock.tick(100.0, 10.9, 0.01) is None  # a starting simulator's pause: not watched yet
+    clock = ClockWatchdog(timeout=0.5)
+    clock.tick(100.0, 10.0, 0.01)
+    assert clock.tick(100.0, 10.2, 0.01) is None  # paused briefly: no tick, nothing integrates
+    tick = clock.tick(100.01, 10.3, 0.01)
+    assert abs(tick.t - 100.01) < 1e-12 and abs(tick.dt - 0.01) < 1e-12
+    assert clock.tick(100.01, 10.8, 0.01) is None  # 0.5 s: not yet past the timeout
+    stalled = clock.tick(100.01, 10.81, 0.01)  # the simulator died: time runs on the wall clock
+    assert stalled.stalled > 0.5 and abs(stalled.t - (100.01 + 0.51)) < 1e-9
+    assert stalled.dt == 0.01  # the loop's period: nothing was commanded while it waited
+    later = clock.tick(100.01, 10.9, 0.01)
+    assert abs(later.t - 100.61) < 1e-9 and abs(later.dt - 0.09) < 1e-9
+    back = clock.tick(50.0, 11.0, 0.01)  # a new simulation: its own time line
+    assert back.restarted and back.t == 50.0 and back.stalled == 0.0
+    assert clock.tick(50.0, 11.9, 0.01) is None  # watched again once it advances
+    assert not clock.tick(50.01, 11.91, 0.01).restarted
+    jumped = clock.tick(40.0, 11.02, 0.01)  # back in time without a stall: restarted too
+    assert jumped.restarted and jumped.t == 40.0
+
+
+@pytest.mark.parametrize('mode', ['velocity', 'position'])
+def test_a_stalled_clock_stops_from_the_command_and_a_restarted_one_starts_over(mode: str):
+    ctl = make(mode, state_timeout=5.0)  # the last state still looks fresh: nothing measures now
+    sim = Sim(ctl)
+    before = track(ctl, sim, 0.0, 0.6)[-1]
+    # The simulator died: no joint states, the node ticks on the wall clock, flagged stalled.
+    cmds = [before]
+    for k in range(1, 400):
+        t = before.t + 0.5 + k * DT
+        cmd = ctl.update(t, DT, JointSample(before.t, sim.q.copy()), clock_stalled=True)
+        assert cmd is not None
+        cmds.append(cmd)
+    assert all(c.status == 'stop' for c in cmds[1:])
+    assert ctl.metrics().clock_stalled
+    check_decelerates(cmds, mode)  # open loop from the command, to rest
+    # A new simulation, time from 0 again: stamps of the old time line are forgotten.
+    ctl.restart_time()
+    assert ctl.update(0.0, DT, None) is None  # waits for a joint state of the new time line
+    sim.q = np.array([0.3, -0.3])
+    cmds = track(ctl, sim, 0.01, 0.8)
+    assert cmds[0].status == 'hold' and cmds[-1].status == 'track'
+    np.testing.assert_allclose(cmds[0].reference.position, [0.3, -0.3])
+    assert not ctl.metrics().clock_stalled

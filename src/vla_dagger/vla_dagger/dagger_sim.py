@@ -30,7 +30,7 @@ import sys
 
 import numpy as np
 
-from vla_core.config import ConfigError
+from vla_core.cli import cli_main
 from vla_sim.demos import (
     SimDemoConfig,
     add_dataset_arguments,
@@ -80,6 +80,7 @@ class PolicyDriver:
         return chunk_target(self._chunk, now)[self._order]
 
 
+@cli_main('vla dagger')
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog='vla dagger', description=__doc__.split('\n')[0])
     p.add_argument('--artifact', required=True, help='exported policy directory')
@@ -98,15 +99,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     backend = load_backend(args.artifact, args.backend, args.threads, args.instruction_encoder)
     spec = backend.spec
-    try:  # frames and plan labels on the policy's own chunk grid
-        cfg = SimDemoConfig(
-            tasks=tuple(args.tasks), episodes_per_task=args.episodes_per_task, seed=args.seed,
-            rate=1.0 / spec.dt, noise_rad=0.0, perturb_fraction=0.0, slip_fraction=0.0,
-            time_limit_s=args.time_limit, plan_ticks=spec.horizon,
-        )  # fmt: skip
-    except ConfigError as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 2
+    cfg = SimDemoConfig(  # frames and plan labels on the policy's own chunk grid
+        tasks=tuple(args.tasks), episodes_per_task=args.episodes_per_task, seed=args.seed,
+        rate=1.0 / spec.dt, noise_rad=0.0, perturb_fraction=0.0, slip_fraction=0.0,
+        time_limit_s=args.time_limit, plan_ticks=spec.horizon,
+    )  # fmt: skip
     driver = PolicyDriver(backend, args.rate, args.beta, args.seed)
     out = generate(args.out, cfg, progress=not args.no_progress, driver=driver)
     print(f'dataset: {out}')

@@ -151,6 +151,26 @@ def test_killed_bag_is_recovered_up_to_the_last_flush(tmp_path):
     assert recover_bag(killed).recovered is False  # idempotent
 
 
+def test_recover_force_rebuilds_a_complete_bag(tmp_path, capsys):
+    # Documented (`recover_episodes <bag> --force`) but refused by the parser: a bag whose
+    # metadata.yaml is wrong though the MCAP is complete could not be re-indexed.
+    from vla_data.recover import main as recover_main
+
+    bag = _writer(tmp_path / 'ep')
+    for i in range(20):
+        bag.write('/joint_states', T0 + i * 10_000_000, _joint(i))
+    bag.close()
+    meta = tmp_path / 'ep' / 'metadata.yaml'
+    meta.write_text(meta.read_text().replace('message_count: 20', 'message_count: 7'))
+    assert recover_main([str(tmp_path / 'ep')]) == 0  # complete: left as it is
+    assert 'message_count: 7' in meta.read_text()
+    assert recover_main([str(tmp_path / 'ep'), '--force']) == 0
+    info = yaml.safe_load(meta.read_text())['rosbag2_bagfile_information']
+    assert info['message_count'] == 20 and info['custom_data']['instruction'] == 'pick'
+    assert read_bag(tmp_path / 'ep')['counts']['/joint_states'] == 20
+    assert 'recovered 20 messages' in capsys.readouterr().out
+
+
 def test_torn_chunk_is_dropped_and_earlier_chunks_kept(tmp_path):
     bag = _writer(tmp_path / 'ep')
     for i in range(30):

@@ -282,11 +282,13 @@ def _read_complete_records(data: bytes) -> tuple[list[Any], int]:
     return records, good_end
 
 
-def recover_bag(directory: Path, extra_custom: Mapping[str, str] | None = None) -> RecoveryReport:
+def recover_bag(
+    directory: Path, extra_custom: Mapping[str, str] | None = None, *, force: bool = False
+) -> RecoveryReport:
     """Make a bag left by a killed writer readable: rewrite its MCAP from the complete records
     (atomically, the original kept as ``.mcap.orig`` until the new one is in place) and rebuild
     ``metadata.yaml`` from the file's actual contents. A complete bag is left as it is (only
-    its metadata.yaml is rebuilt, if missing)."""
+    its metadata.yaml is rebuilt, if missing) unless ``force`` (re-index it all the same)."""
     directory = Path(directory)
     meta_path = directory / 'metadata.yaml'
     old_meta: dict[str, Any] = {}
@@ -300,7 +302,7 @@ def recover_bag(directory: Path, extra_custom: Mapping[str, str] | None = None) 
         raise BagError(f'{directory}: expected one .mcap file, found {len(files)}')
     path = files[0]
     complete = _is_complete(path)
-    if complete and meta_path.is_file():
+    if complete and meta_path.is_file() and not force:
         return RecoveryReport(directory, False, int(old_meta.get('message_count', 0)), 0, 0)
     data = path.read_bytes()
     if data[:8] != b'\x89MCAP0\r\n':

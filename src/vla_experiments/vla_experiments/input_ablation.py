@@ -18,6 +18,8 @@ import sys
 import numpy as np
 import torch
 
+from vla_core.cli import cli_main
+
 __all__ = ['input_ablation', 'main']
 
 
@@ -74,6 +76,7 @@ def input_ablation(
     }
 
 
+@cli_main('vla input-ablation')
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog='vla input-ablation', description=__doc__.split('\n')[0])
     p.add_argument('--checkpoint', required=True)

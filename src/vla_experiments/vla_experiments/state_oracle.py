@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from vla_core.cli import cli_main
+
 __all__ = ['StateMLP', 'StateOracle', 'fit_state_mlp', 'load_state_samples', 'main']
 
 
@@ -148,6 +150,7 @@ class StateOracle:
         )  # fmt: skip
 
 
+@cli_main('vla state-oracle')
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog='vla state-oracle', description=__doc__.split('\n')[0])
     p.add_argument('--dataset', required=True, help='a dataset that records the scene state')

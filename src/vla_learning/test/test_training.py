@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from learning_test_utils import TINY_YAML, coloured_scene_data
+from vla_core.cli import InputError
 from vla_core.config import ConfigError
 from vla_learning.training.checkpoint import load_checkpoint
 from vla_learning.training.configuration_train import load_experiment
@@ -99,8 +100,9 @@ def test_checkpoints_load_weights_only(tmp_path) -> None:
 
     path = tmp_path / 'evil.pt'
     torch.save({'format': 'vla_learning.checkpoint/1', 'x': Evil()}, path)
-    with pytest.raises(pickle.UnpicklingError):
-        load_checkpoint(path)
+    with pytest.raises(InputError, match='not a readable checkpoint') as refused:
+        load_checkpoint(path)  # refused by the weights-only unpickler, named as the user's file
+    assert isinstance(refused.value.__cause__, pickle.UnpicklingError)
     torch.save({'format': 'something else'}, tmp_path / 'other.pt')
     with pytest.raises(ValueError, match='not a'):
         load_checkpoint(tmp_path / 'other.pt')
@@ -127,6 +129,46 @@ def test_train_and_export_clis(tmp_path) -> None:
     for name in ('model.onnx', 'policy_spec.json', 'parity.json', 'observations.npz'):
         assert (out / name).is_file(), name
     assert json.loads((out / 'parity.json').read_text())['passed'] is True
+
+
+def test_training_into_an_earlier_run_needs_resume_or_overwrite(tmp_path, tiny_data) -> None:
+    # It silently replaced last.pt and step_*.pt: hours of training lost to a repeated command.
+    over = {'train.steps': 3, 'train.checkpoint_every': 3}
+    _trainer(tmp_path, tiny_data, **over).fit()
+    kept = {p.name: p.read_bytes() for p in tmp_path.glob('*.pt')}
+    assert set(kept) == {'last.pt', 'step_0000003.pt'}
+    with pytest.raises(FileExistsError, match=r'last\.pt.*--resume.*--overwrite'):
+        _trainer(tmp_path, tiny_data, **over).fit()
+    assert {p.name: p.read_bytes() for p in tmp_path.glob('*.pt')} == kept
+    # Overwriting starts clean: no checkpoint of the earlier run is left to mix with the new.
+    (tmp_path / 'step_0000099.pt').write_bytes(kept['last.pt'])
+    _trainer(tmp_path, tiny_data, **{**over, 'train.steps': 2, 'train.checkpoint_every': 2}).fit(
+        overwrite=True
+    )
+    assert {p.name for p in tmp_path.glob('*.pt')} == {'last.pt', 'step_0000002.pt'}
+    _trainer(tmp_path, tiny_data, **over).fit(resume=tmp_path / 'last.pt')  # continuing is fine
+
+
+def test_cli_user_errors_are_one_line_and_exit_code_2(tmp_path, capsys, tiny_data) -> None:
+    # A config typo, a missing config, a corrupt checkpoint: 15-52 line tracebacks before.
+    from vla_learning.export.__main__ import main as export_main
+    from vla_learning.train import main as train_main
+
+    bad = tmp_path / 'last.pt'
+    bad.write_bytes(b'not a checkpoint')
+    (tmp_path / 'observations.npz').write_bytes(b'not an archive either')
+    good = tmp_path / 'good.npz'
+    tiny_data[1].record_observations(2).save(good)
+    for main, argv, named in (
+        (train_main, ['--config', str(TINY_YAML), '--set', 'train.stepz=3'], 'train.stepz'),
+        (train_main, ['--config', str(tmp_path / 'typo.yaml')], 'typo.yaml'),
+        (export_main, ['--checkpoint', str(bad), '--output', str(tmp_path / 'x')], 'npz'),
+        (export_main, ['--checkpoint', str(bad), '--output', str(tmp_path / 'x'),
+                       '--observations', str(good)], 'last.pt'),
+    ):  # fmt: skip
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and named in err, err
 
 
 def test_pretrained_localizer_is_grounded_then_frozen_through_training_and_resume(

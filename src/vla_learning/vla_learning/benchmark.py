@@ -13,6 +13,8 @@ import statistics
 import sys
 import time
 
+from vla_core.cli import cli_main
+
 __all__ = ['main', 'time_call']
 
 
@@ -33,6 +35,7 @@ def time_call(fn: Callable[[], object], iters: int, warmup: int = 5) -> dict[str
     }
 
 
+@cli_main('vla benchmark')
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog='vla benchmark', description=__doc__.split('\n')[0])
     p.add_argument('--checkpoint', required=True, type=Path)

@@ -16,6 +16,8 @@ def resize_square(image: np.ndarray, size: int) -> np.ndarray:
     """
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f'expected an (H, W, 3) image, got shape {image.shape}')
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f'empty {image.shape[1]}x{image.shape[0]} image')
     if image.shape[:2] == (size, size):
         return np.ascontiguousarray(image)
     return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)

@@ -2,6 +2,7 @@
 
 vla-train --config src/vla_learning/config/synthetic_flow.yaml [--set train.steps=100 ...]
 vla-train --config ... --resume runs/flow/last.pt       # or --resume auto
+vla-train --config ... --overwrite        # replace an earlier run's checkpoints in output_dir
 torchrun --nproc_per_node=4 -m vla_learning.train --config ...   # DDP on 4 GPUs
 """
 
@@ -14,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from vla_core.cli import cli_main
+
 __all__ = ['main']
 
 
@@ -25,16 +28,21 @@ def _parse_override(text: str) -> tuple[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog='vla-train', description=__doc__.split('\n')[0])
+    p = argparse.ArgumentParser(prog='vla train', description=__doc__.split('\n')[0])
     p.add_argument('--config', required=True, type=Path, help='experiment YAML')
     p.add_argument(
         '--set', dest='overrides', action='append', default=[], type=_parse_override,
         metavar='KEY=VALUE', help='override a dotted config field (YAML value), repeatable',
     )  # fmt: skip
     p.add_argument('--resume', default=None, help="checkpoint to resume, or 'auto' (last.pt)")
+    p.add_argument(
+        '--overwrite', action='store_true',
+        help='start afresh in an output_dir that holds an earlier run, removing its checkpoints',
+    )  # fmt: skip
     return p
 
 
+@cli_main('vla train')
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from vla_learning.training.configuration_train import load_experiment
@@ -48,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         resume = str(candidate) if candidate.is_file() else None
     try:
         trainer = Trainer(cfg)
-        history = trainer.fit(resume=resume)
+        history = trainer.fit(resume=resume, overwrite=args.overwrite)
     finally:
         shutdown_distributed()
     if trainer.dist.is_main and history['val_loss']:

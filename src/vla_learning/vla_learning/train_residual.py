@@ -36,6 +36,7 @@ import time
 
 import numpy as np
 
+from vla_core.cli import cli_main
 from vla_core.control.residual import FEATURES_PER_JOINT, residual_features
 
 __all__ = [
@@ -302,6 +303,7 @@ def synthetic_log(seconds: float = 20.0, seed: int = 0) -> tuple[dict[str, np.nd
     return merged, float(np.mean(rms))
 
 
+@cli_main('vla train-residual')
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog='vla train-residual', description=__doc__.split('\n\n')[0])
     src = p.add_mutually_exclusive_group(required=True)

@@ -20,7 +20,7 @@ from std_msgs.msg import String
 
 from vla_interfaces.msg import ActionChunk
 from vla_policy.policy_node import PolicyNode
-from vla_ros_common import qos
+from vla_ros_common import diagnostics, qos
 from vla_ros_common.conversions import seconds_to_stamp, stamp_to_seconds
 from vla_ros_common.image import numpy_to_image
 from vla_ros_common.node_main import make_executor
@@ -58,12 +58,19 @@ class Rig:
         self.thread = threading.Thread(target=self.executor.spin, daemon=True)
         self.thread.start()
 
-    def feed(self, stamp: float, names=JOINTS, encoding: str = 'rgb8') -> None:
-        channels = (64, 48, 3) if encoding != 'mono8' else (64, 48)
+    def feed(
+        self,
+        stamp: float,
+        names=JOINTS,
+        encoding: str = 'rgb8',
+        position: float = 0.1,
+        size: tuple[int, int] = (64, 48),
+    ) -> None:
+        channels = (*size, 3) if encoding != 'mono8' else size
         pixels = np.random.default_rng(int(stamp * 10) % 1000).integers(0, 255, channels, np.uint8)
         for pub in self.images:
             pub.publish(numpy_to_image(pixels, encoding, stamp=seconds_to_stamp(stamp)))
-        msg = JointState(name=list(names), position=[0.1] * len(names))
+        msg = JointState(name=list(names), position=[position] * len(names))
         msg.header.stamp = seconds_to_stamp(stamp)
         self.joints.publish(msg)
 
@@ -131,12 +138,74 @@ def test_a_new_frame_is_inferred_on_arrival_and_rate_hz_caps_the_rate(flow_expor
         rig.close()
 
 
+def _status(rig: Rig):
+    for msg in reversed(rig.diags):
+        for status in msg.status:
+            if status.name == 'policy: inference':
+                return status
+    return None
+
+
+def _level(rig: Rig) -> bytes | None:
+    status = _status(rig)
+    return status.level if status is not None else None
+
+
 def _reason(rig: Rig) -> str:
     for msg in reversed(rig.diags):
         for status in msg.status:
             if status.name == 'policy: inference' and status.message != 'ok':
                 return status.message
     return ''
+
+
+@pytest.mark.parametrize(
+    ('bad', 'reason'),
+    [
+        ({'position': float('nan')}, 'joint state has NaN or Inf'),
+        ({'size': (0, 0)}, 'empty'),
+    ],
+)
+def test_a_bad_input_is_refused_and_inference_goes_on(flow_export, bad, reason):
+    # One NaN joint state or one 0x0 image killed the inference thread: no chunk ever after, and
+    # /diagnostics said OK. Refused with the reason, the next good observation is inferred; fed
+    # nothing but bad ones, the node reports ERROR: it stopped producing what it exists for.
+    rig = Rig(artifact=str(flow_export), diagnostics_period=0.2, max_chunk_gap=0.5)
+    try:
+        assert rig.node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert rig.node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        rig.instruction.publish(String(data='reach the red square'))
+        rig.wait(lambda: rig.feed(rig.now(), **bad) or reason in _reason(rig))
+        rig.wait(lambda: rig.feed(rig.now(), **bad) or _level(rig) == diagnostics.ERROR)
+        assert reason in _status(rig).message and not rig.chunks
+        rig.wait(lambda: rig.feed(rig.now()) or bool(rig.chunks))
+        rig.wait(lambda: rig.feed(rig.now()) or _level(rig) == diagnostics.OK)
+    finally:
+        rig.close()
+
+
+def test_an_inference_error_is_counted_and_inference_goes_on(active):
+    backend = active.node._backend
+    real = backend.infer
+    calls = []
+
+    def failing_once(obs):
+        calls.append(obs)
+        if len(calls) == 1:
+            raise RuntimeError('CUDA error: an illegal memory access was encountered')
+        return real(obs)
+
+    backend.infer = failing_once
+    active.instruction.publish(String(data='reach the red square'))
+    active.wait(lambda: active.feed(active.now()) or len(active.chunks) >= 1)
+    assert len(calls) >= 2
+    active.wait(lambda: 'illegal memory access' in str(getattr(_status(active), 'values', '')))
+
+
+def test_waiting_for_an_instruction_is_no_error(active):
+    active.wait(lambda: active.feed(active.now()) or 'no instruction' in _reason(active))
+    time.sleep(2.5)  # longer than max_chunk_gap (2 s): still only waiting
+    assert _level(active) == diagnostics.OK
 
 
 @pytest.mark.parametrize(

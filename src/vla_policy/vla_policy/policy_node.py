@@ -10,7 +10,10 @@ with the observation's time (the first camera's image stamp), so the controller 
 inference latency. Observations older than ``max_observation_age``, cameras and joint state
 further apart than ``max_sync_skew``, or joint states that lack the model's joints are refused,
 counted and reported on ``/diagnostics`` with the reason, together with inference latency p50/p99
-and the chunk rate.
+and the chunk rate; so are bad inputs (NaN joint states, empty images) and inference errors, which
+never end the worker thread. ``/diagnostics`` is ERROR while the node is active and camera frames
+arrive but no chunk has come out for ``max_chunk_gap`` (not while inactive or waiting for an
+instruction or for frames); its timer runs on the wall clock, so it reports when /clock stops too.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import time
 import cv2
 from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
+from rclpy.clock import Clock, ClockType
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
@@ -73,6 +77,12 @@ class PolicyNodeConfig(Config):
     warmup_iterations: int = param(3, description='warm-up inferences', range=(0, 100))
     noise_seed: int = param(0, description='flow noise seed', range=(0, 2**31 - 1), read_only=True)
     diagnostics_period: float = param(1.0, description='[s]', range=(0.1, 60.0))
+    max_chunk_gap: float = param(
+        2.0,
+        description='active, with an instruction and camera frames arriving, but no chunk for '
+        'this long: /diagnostics ERROR [s]',
+        range=(0.1, 600.0),
+    )
 
 
 class ObservationError(ValueError):
@@ -111,17 +121,19 @@ def assemble_observation(
             else 'joint_states has mismatched name and position lengths'
         )
     state = np.array([joint_state.position[index[n]] for n in joint_names], dtype=np.float32)
+    if not np.all(np.isfinite(state)):
+        raise ObservationError(f'joint state has NaN or Inf: {state.tolist()}')
     frames = []
     for msg in images:
-        try:
-            pixels = image_to_numpy(msg)
-        except ImageEncodingError as err:
-            raise ObservationError(f'camera image: {err}') from None
-        if msg.encoding == 'bgr8':
-            pixels = cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
-        elif msg.encoding != 'rgb8':
+        if msg.encoding not in ('rgb8', 'bgr8'):
             raise ObservationError(f"camera image encoding '{msg.encoding}': need rgb8 or bgr8")
-        frames.append(resize_square(np.ascontiguousarray(pixels), image_size))
+        try:
+            pixels = np.ascontiguousarray(image_to_numpy(msg))
+            if msg.encoding == 'bgr8' and pixels.size:
+                pixels = cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
+            frames.append(resize_square(pixels, image_size))
+        except (ImageEncodingError, ValueError) as err:  # bad size, empty (0x0) image
+            raise ObservationError(f'camera image: {err}') from None
     return stamp, np.stack(frames), state
 
 
@@ -158,7 +170,12 @@ class PolicyNode(LifecycleNode):
         self._latencies: deque[float] = deque(maxlen=500)
         self._chunk_times: deque[float] = deque(maxlen=100)
         self._refusals: dict[str, int] = {}
-        self._last_refusal = ''
+        self._errors = 0  # inferences that raised
+        self._last_error = ''
+        self._last_problem = ''  # the newest refusal or error
+        self._reported_problems = 0  # refusals + errors at the last report
+        self._last_frame = float('nan')  # monotonic receipt of the newest camera frame
+        self._active_since = float('nan')  # monotonic
         self._last_stamp = float('nan')
         self._entities: list = []
 
@@ -189,7 +206,12 @@ class PolicyNode(LifecycleNode):
             ActionChunkMsg, 'policy/action_chunk', qos.ACTION_CHUNK
         )
         self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', qos.DIAGNOSTICS)
-        self._diag_timer = self.create_timer(cfg.diagnostics_period, self._publish_diagnostics)
+        # On the wall clock: a simulator that stops /clock must not silence the report.
+        self._diag_timer = self.create_timer(
+            cfg.diagnostics_period,
+            self._publish_diagnostics,
+            clock=Clock(clock_type=ClockType.STEADY_TIME),
+        )
         return TransitionCallbackReturn.SUCCESS
 
     def _load_backend(self, cfg: PolicyNodeConfig) -> None:
@@ -222,6 +244,7 @@ class PolicyNode(LifecycleNode):
         )
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._active_since = time.monotonic()
         self._running.set()
         self._worker = threading.Thread(target=self._run, name='policy_inference', daemon=True)
         self._worker.start()
@@ -262,6 +285,7 @@ class PolicyNode(LifecycleNode):
     def _on_image(self, index: int, msg: Image) -> None:
         with self._lock:
             self._images[index].append(msg)
+            self._last_frame = time.monotonic()
         self._frame_arrived.set()
 
     def _on_joint_state(self, msg: JointState) -> None:
@@ -279,7 +303,7 @@ class PolicyNode(LifecycleNode):
         key = reason.split(' (')[0].split(':')[0]
         with self._lock:
             self._refusals[key] = self._refusals.get(key, 0) + 1
-            self._last_refusal = reason
+            self._last_problem = reason
         self.get_logger().warn(f'observation refused: {reason}', throttle_duration_sec=2.0)
 
     def _run(self) -> None:
@@ -296,8 +320,22 @@ class PolicyNode(LifecycleNode):
             if delay > 0:
                 time.sleep(delay)
             started = time.monotonic()
-            if self._running.is_set() and self._step():
+            if self._running.is_set() and self._step_guarded():
                 next_allowed = started + period
+
+    def _step_guarded(self) -> bool:
+        """:meth:`_step`, counting and reporting what it raises: no input, however bad, and no
+        backend failure may end the worker thread."""
+        try:
+            return self._step()
+        except Exception as err:
+            with self._lock:
+                self._errors += 1
+                self._last_error = self._last_problem = (
+                    f'inference failed: {type(err).__name__}: {err}'
+                )
+            self.get_logger().error(self._last_error, throttle_duration_sec=2.0)
+            return False
 
     def _step(self) -> bool:
         """One inference from the newest complete observation; whether a chunk was published."""
@@ -346,7 +384,7 @@ class PolicyNode(LifecycleNode):
     def _publish_diagnostics(self) -> None:
         with self._lock:
             refusals = dict(self._refusals)
-            last = self._last_refusal
+            errors, last_error = self._errors, self._last_error
         lat = np.array(self._latencies) * 1e3
         times = list(self._chunk_times)
         rate = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
@@ -355,13 +393,41 @@ class PolicyNode(LifecycleNode):
             'rate_hz': rate,
             'latency_p50_ms': float(np.percentile(lat, 50)) if lat.size else float('nan'),
             'latency_p99_ms': float(np.percentile(lat, 99)) if lat.size else float('nan'),
+            'errors': errors,
+            'last_error': last_error,
         }
         values.update({f'refused: {k}': v for k, v in refusals.items()})
-        level = diagnostics.WARN if last and rate == 0.0 else diagnostics.OK
+        level, message = self._health(times[-1] if times else None)
         self._diag_pub.publish(diagnostics.diagnostic_array(
             self.get_clock().now().to_msg(),
-            [diagnostics.status('policy: inference', level, last or 'ok', values)],
+            [diagnostics.status('policy: inference', level, message, values)],
         ))  # fmt: skip
+
+    def _health(self, last_chunk: float | None) -> tuple[bytes, str]:
+        """ERROR when active with an instruction and fresh camera frames but no chunk for
+        ``max_chunk_gap``; WARN when observations were refused or inference failed since the
+        last report; otherwise OK, saying what it waits for."""
+        with self._lock:
+            instruction, last_frame = self._instruction, self._last_frame
+            problems = sum(self._refusals.values()) + self._errors
+            last_problem = self._last_problem
+        new_problems = problems > self._reported_problems
+        self._reported_problems = problems
+        if not self._running.is_set():
+            return diagnostics.OK, 'inactive'
+        if not instruction:
+            return diagnostics.OK, 'no instruction yet (topic `instruction` or parameter)'
+        now = time.monotonic()
+        gap = self._cfg.value.max_chunk_gap
+        if not now - last_frame <= gap:  # (nan: none yet)
+            return diagnostics.WARN, f'no camera frame for {gap:g} s: waiting for inputs'
+        silent = now - max(last_chunk or -np.inf, self._active_since)
+        if silent > gap:
+            why = last_problem or 'no complete observation'
+            return diagnostics.ERROR, f'no chunk for {silent:.1f} s while frames arrive: {why}'
+        if new_problems:
+            return diagnostics.WARN, last_problem
+        return diagnostics.OK, 'ok'
 
 
 def main(args: Sequence[str] | None = None) -> int:

@@ -7,7 +7,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from vla_core.config import Config, param
-from vla_ros_common.params import ParameterError, declare_config
+from vla_ros_common.params import ParameterError, check_undeclared, declare_config
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,4 +103,19 @@ def test_runtime_changes_are_validated(context):
     read_only = node.set_parameters([Parameter('robot', value='other')])[0]
     assert not read_only.successful and cfg.value.robot == 'arm'
     assert len(seen) == 1
+    node.destroy_node()
+
+
+def test_undeclared_parameters_are_named(context):
+    qos = 'qos_overrides./joint_states.subscription.reliability'
+    node = _node(context, robot='arm', use_sim_time=False, rate_hzz=5.0, **{qos: 'reliable'})
+    declare_config(node, Demo)
+    with pytest.raises(ParameterError, match=r"'rate_hzz'.*did you mean 'rate_hz'"):
+        check_undeclared(node, entities_created=False)
+    node.destroy_node()
+    node = _node(context, robot='arm', **{qos: 'reliable'})
+    declare_config(node, Demo)
+    check_undeclared(node, entities_created=False)  # entities not created yet: their QoS waits
+    with pytest.raises(ParameterError, match='joint_states'):
+        check_undeclared(node)  # no such subscription: a typo too
     node.destroy_node()

@@ -27,8 +27,16 @@ from rclpy.signals import SignalHandlerOptions
 from rclpy.task import Future
 
 from vla_core.config import ConfigError
+from vla_ros_common.params import check_undeclared
 
-__all__ = ['StopSignal', 'activate_lifecycle', 'make_executor', 'run_node', 'spin_nodes']
+__all__ = [
+    'StopSignal',
+    'activate_lifecycle',
+    'make_executor',
+    'run_node',
+    'spin_nodes',
+    'start_node',
+]
 
 
 class StopSignal:
@@ -68,6 +76,20 @@ def autostart(node: Node) -> bool:
     if not node.has_parameter('autostart'):
         node.declare_parameter('autostart', True)
     return bool(node.get_parameter('autostart').value)
+
+
+def start_node(node: Node) -> Node:
+    """Activate a lifecycle node unless its ``autostart`` is false, then refuse parameters it
+    does not declare (ParameterError). On an error the node is destroyed before it propagates."""
+    try:
+        started = isinstance(node, LifecycleNode) and autostart(node)
+        if started:
+            activate_lifecycle(node)
+        check_undeclared(node, entities_created=started or not isinstance(node, LifecycleNode))
+    except BaseException:
+        node.destroy_node()
+        raise
+    return node
 
 
 def make_executor(threads: int = 1, context: object | None = None) -> Executor:
@@ -128,9 +150,7 @@ def run_node(node_cls: type[Node], args: Sequence[str] | None = None, threads: i
     stop = StopSignal()
     stop.install()
     try:
-        node = node_cls()
-        if isinstance(node, LifecycleNode) and autostart(node):
-            activate_lifecycle(node)
+        node = start_node(node_cls())
         spin_nodes([node], stop, threads=threads)
         return 1 if stop.failed else 0
     except ConfigError as err:

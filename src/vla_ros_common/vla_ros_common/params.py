@@ -8,11 +8,15 @@ is refused with a message that names the parameter:
     self._cfg = declare_config(self, ControllerConfig)
     self._cfg.value.rate_hz
     self._cfg.on_change(self._apply)          # runtime changes of non-read-only parameters
+
+A parameter given to a node (parameter file, override) that it never declares is an error too
+(:func:`check_undeclared`): a misspelled name would otherwise be ignored without a word.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+import difflib
 import threading
 from typing import Any, Generic, TypeVar
 
@@ -39,7 +43,7 @@ from vla_core.config import (
     iter_params,
 )
 
-__all__ = ['NodeConfig', 'ParameterError', 'declare_config']
+__all__ = ['NodeConfig', 'ParameterError', 'check_undeclared', 'declare_config']
 
 C = TypeVar('C', bound=Config)
 
@@ -215,3 +219,35 @@ def declare_config(node: Node, cls: type[C], prefix: str = '') -> NodeConfig[C]:
     an invalid value; ``vla_ros_common.node_main`` turns it into a one-line error and exit code 2.
     """
     return NodeConfig(node, cls, prefix)
+
+
+# Declared by rclpy when the publisher or subscription it configures is created.
+_QOS_OVERRIDES = 'qos_overrides.'
+
+
+def check_undeclared(node: Node, *, entities_created: bool = True) -> None:
+    """Raise ParameterError naming a parameter given to ``node`` that it does not declare.
+
+    Call once the node has declared everything (after construction, and after configure for a
+    lifecycle node); ``entities_created=False`` (an unconfigured lifecycle node) skips the
+    ``qos_overrides.*`` parameters of entities not created yet. rclpy's own parameters
+    (``use_sim_time``, ...) are declared by every node, so they pass.
+    """
+    given = getattr(node, '_parameter_overrides', None) or {}
+    unknown = sorted(
+        name
+        for name in given
+        if not node.has_parameter(name)
+        and (entities_created or not name.startswith(_QOS_OVERRIDES))
+    )
+    if not unknown:
+        return
+    name = unknown[0]
+    declared = list(node.get_parameters_by_prefix(''))
+    close = difflib.get_close_matches(name, declared, n=1)
+    reason = f"is not a parameter of node '{node.get_fully_qualified_name()}'"
+    if close:
+        reason += f"; did you mean '{close[0]}'?"
+    if len(unknown) > 1:
+        reason += f' (nor are {unknown[1:]})'
+    raise ParameterError(name, reason)

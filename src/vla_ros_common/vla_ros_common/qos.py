@@ -21,6 +21,7 @@ __all__ = [
     'CLOCK',
     'COMMAND',
     'DIAGNOSTICS',
+    'ESTOP_IN',
     'LATCHED',
     'SENSOR_IN',
     'SENSOR_OUT',
@@ -50,6 +51,11 @@ SENSOR_OUT = _profile(5, ReliabilityPolicy.RELIABLE)
 SENSOR_IN = _profile(5, ReliabilityPolicy.BEST_EFFORT)
 # Commands to actuators: only the newest one is meaningful, but it must arrive.
 COMMAND = _profile(1, ReliabilityPolicy.RELIABLE)
+# An e-stop input: best-effort matches reliable and best-effort publishers alike (buttons and
+# gamepads often publish best-effort; a reliable subscription silently ignores those). A lost
+# sample is the publisher's to repeat: buttons publish their state periodically, and a reliable
+# publisher on one host gets reliable-like delivery over shared memory anyway.
+ESTOP_IN = _profile(10, ReliabilityPolicy.BEST_EFFORT)
 # Action chunks: a few in flight so a late consumer still sees the newest ones in order.
 ACTION_CHUNK = _profile(4, ReliabilityPolicy.RELIABLE)
 # Latched data: robot description, the current instruction, episode state.

@@ -22,14 +22,13 @@ import sys
 import time
 
 import rclpy
-from rclpy.lifecycle import LifecycleNode
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
 
 from vla_core.config import ConfigError
 from vla_ros_common.graph import GraphError, GraphSpec, NodeSpec, load_graph, resolve_plugin
-from vla_ros_common.node_main import StopSignal, activate_lifecycle, autostart, spin_nodes
+from vla_ros_common.node_main import StopSignal, spin_nodes, start_node
 
 __all__ = ['create_node', 'main', 'run_group']
 
@@ -40,7 +39,9 @@ def _log(graph: GraphSpec, group: str | None, message: str) -> None:
 
 
 def create_node(spec: NodeSpec) -> Node:
-    """Instantiate the node class of ``spec`` configured as launch_ros would configure it."""
+    """Instantiate the node class of ``spec`` configured as launch_ros would configure it, and
+    start it (:func:`~vla_ros_common.node_main.start_node`: activated, undeclared parameters
+    refused)."""
     cls = resolve_plugin(spec.plugin)
     overrides = [Parameter(name, value=value) for name, value in spec.inline_params.items()]
     node = cls(
@@ -48,9 +49,7 @@ def create_node(spec: NodeSpec) -> Node:
         use_global_arguments=False,
         parameter_overrides=overrides,
     )
-    if isinstance(node, LifecycleNode) and autostart(node):
-        activate_lifecycle(node)
-    return node
+    return start_node(node)
 
 
 def _describe(node: Node) -> str:

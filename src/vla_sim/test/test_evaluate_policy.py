@@ -140,3 +140,24 @@ def test_cli_refuses_a_bad_tracker_config(tmp_path, capsys) -> None:
     argv = ['--artifact', str(tmp_path), '--tracking', 'splice', '--blend-time', '-1']
     assert main(argv) == 2
     assert 'blend_time' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('artifact', ['missing', 'not_an_export', 'corrupt'])
+def test_cli_user_errors_are_one_line_naming_the_artifact(
+    tmp_path, capsys, flow_export, artifact
+) -> None:
+    # They were 15-52 line tracebacks; --debug still shows one.
+    path = tmp_path / artifact
+    if artifact == 'not_an_export':
+        path.mkdir()
+    elif artifact == 'corrupt':
+        import shutil
+
+        shutil.copytree(flow_export, path)
+        (path / 'model.onnx').write_bytes(b'not a model')
+    argv = ['--artifact', str(path), '--episodes', '1', '--out', str(tmp_path / 'eval')]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(path) in err, err
+    with pytest.raises(Exception):  # noqa: B017 (which one depends on the fault)
+        main([*argv, '--debug'])

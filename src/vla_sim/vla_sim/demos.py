@@ -41,6 +41,7 @@ import numpy as np
 import pyarrow as pa
 from tqdm import tqdm
 
+from vla_core.cli import cli_main
 from vla_core.config import Config, ConfigError, config_to_flat, param
 from vla_data.dataset.format import DatasetWriter, encode_png, frame_columns
 from vla_data.dataset.lerobot import export_lerobot
@@ -271,6 +272,7 @@ def output_is_free(out: Path, overwrite: bool) -> bool:
     return True
 
 
+@cli_main('vla demos')
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog='vla demos', description=__doc__.split('\n')[0])
     add_dataset_arguments(p, episodes=100, seed=0)
@@ -287,15 +289,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not output_is_free(args.out, args.overwrite):
         return 2
-    try:
-        cfg = SimDemoConfig(
-            tasks=tuple(args.tasks), episodes_per_task=args.episodes_per_task, seed=args.seed,
-            rate=args.rate, noise_rad=args.noise, perturb_fraction=args.perturb_fraction,
-            slip_fraction=args.slip_fraction,
-        )  # fmt: skip
-    except ConfigError as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 2
+    cfg = SimDemoConfig(
+        tasks=tuple(args.tasks), episodes_per_task=args.episodes_per_task, seed=args.seed,
+        rate=args.rate, noise_rad=args.noise, perturb_fraction=args.perturb_fraction,
+        slip_fraction=args.slip_fraction,
+    )  # fmt: skip
     out = generate(args.out, cfg, progress=not args.no_progress)
     print(f'dataset: {out}')
     if args.lerobot:

@@ -24,6 +24,8 @@ from vla_core.control.residual import (
     residual_features,
 )
 from vla_core.control.safety import (
+    ClockTick,
+    ClockWatchdog,
     CommandLimiter,
     EStop,
     SafetyConfig,
@@ -35,6 +37,8 @@ from vla_core.control.safety import (
 __all__ = [
     'FEATURES_PER_JOINT',
     'ChunkTracker',
+    'ClockTick',
+    'ClockWatchdog',
     'CommandLimiter',
     'ControlCommand',
     'ControllerConfig',

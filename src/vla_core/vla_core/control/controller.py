@@ -27,9 +27,10 @@ import numpy as np
 
 from vla_core.chunk import ActionChunk
 from vla_core.config import Config, ConfigError, param
+from vla_core.control.command import ControlCommand, ControllerMetrics, JointSample
 from vla_core.control.mpc import JointMpc, MpcConfig
 from vla_core.control.pid import JointPid, PidConfig
-from vla_core.control.reference import ChunkTracker, Reference, TrackerConfig, TrackerMetrics
+from vla_core.control.reference import ChunkTracker, Reference, TrackerConfig
 from vla_core.control.residual import ResidualConfig, ResidualFn, ResidualLayer
 from vla_core.control.safety import (
     CommandLimiter,
@@ -93,63 +94,6 @@ class ControllerConfig(Config):
         SafetyLimits.from_config(self.safety, dof)
 
 
-@dataclass(frozen=True)
-class JointSample:
-    """One joint-state measurement in ``joint_names`` order; ``stamp`` on the control clock."""
-
-    stamp: float
-    position: np.ndarray
-    velocity: np.ndarray | None = None  # None: differentiated from consecutive positions
-    effort: np.ndarray | None = None
-
-
-@dataclass(frozen=True)
-class ControlCommand:
-    t: float
-    mode: str  # output mode
-    status: str  # 'track' | 'hold' (no chunk yet) | 'stop' (watchdog) | 'estop'
-    classic: str  # which law produced it: 'pid' | 'mpc' | 'pid_fallback' | 'open_loop' | 'estop'
-    position: np.ndarray  # position mode: the command; else the reference position
-    velocity: np.ndarray  # velocity mode: the command; position mode: its rate
-    effort: np.ndarray | None  # effort mode only
-    reference: Reference
-    u_classic: np.ndarray  # command units, for residual training logs
-    u_residual: np.ndarray
-
-    @property
-    def values(self) -> np.ndarray:
-        """The array to send to the configured command interface."""
-        if self.mode == 'position':
-            return self.position
-        if self.mode == 'velocity':
-            return self.velocity
-        assert self.effort is not None
-        return self.effort
-
-
-@dataclass(frozen=True)
-class ControllerMetrics:
-    status: str
-    classic: str
-    residual_enabled: bool
-    ticks: int
-    tracker: TrackerMetrics  # accepted/refused chunks, seam jump and gap, RMS jerk
-    watchdog_trips: int
-    state_age: float
-    reference_age: float
-    estop_latched: bool
-    estop_reason: str
-    mpc_solves: int
-    mpc_failures: int  # ticks that fell back to PID
-    mpc_last_iterations: int
-    mpc_last_solve_time: float
-    residual_errors: int
-    residual_nonfinite: int
-    rejected_states: int  # non-finite, wrong-sized or out-of-order joint states
-    nonfinite_commands: int  # commands replaced because something upstream was NaN/Inf
-    tracking_error_max: float  # [rad] max |q_ref - q| at the last tick
-
-
 class ResidualController:
     """Chunk tracking + PID/MPC + learned residual + safety, as one object per arm."""
 
@@ -165,7 +109,9 @@ class ResidualController:
         self.dof = dof = len(config.joint_names)
         self.mode = config.output_mode
         self.limits = SafetyLimits.from_config(config.safety, dof)
-        self.tracker = ChunkTracker(config.tracker, config.joint_names)
+        self.tracker = ChunkTracker(
+            config.tracker, config.joint_names, (self.limits.q_min, self.limits.q_max)
+        )
         self.pid = JointPid(config.pid, dof)
         self._inertia = np.broadcast_to(np.asarray(config.mpc.inertia, float), (dof,)).copy()
         self.mpc: JointMpc | None = self._make_mpc() if config.classic == 'mpc' else None
@@ -181,6 +127,7 @@ class ResidualController:
         self._state_time: float | None = None
         self._started = False
         self._reset_requested = False
+        self._stop_latched = False  # a watchdog stop kept through restart_time
         self._status = 'hold'
         self._in_estop = False
         self._ticks = 0
@@ -198,7 +145,9 @@ class ResidualController:
         return self.tracker.push(chunk, t)
 
     def estop(self, reason: str = 'e-stop') -> None:
-        """Latch the e-stop: hold position (velocity mode: zero) until :meth:`reset`."""
+        """Latch the e-stop: position and velocity modes decelerate from the commanded state at
+        the stop deceleration and hold at rest, effort mode damps against gravity, until
+        :meth:`reset`."""
         self.estop_latch.trigger(reason)
 
     def reset(self) -> bool:
@@ -206,7 +155,18 @@ class ResidualController:
         position and waits for fresh chunks. True if something was latched."""
         was = self.estop_latch.reset() or self._status == 'stop'
         self._reset_requested = True
+        self._stop_latched = False
         return was
+
+    def restart_time(self) -> None:
+        """The control clock started over (a restarted simulator, simulated time back after a
+        stall): forget every stamp of the old time line and restart, as at start-up, from the
+        next joint state, waiting for fresh chunks. An e-stop stays latched, and so does a
+        watchdog stop without ``auto_recover``."""
+        self._stop_latched = self._status == 'stop' and not self.config.safety.auto_recover
+        self._q = None
+        self._state_time = None
+        self._reset_requested = True
 
     def set_residual_enabled(self, enabled: bool) -> None:
         self.residual.enabled = bool(enabled)
@@ -229,6 +189,7 @@ class ResidualController:
             ticks=self._ticks,
             tracker=self.tracker.metrics,
             watchdog_trips=self.watchdog.trips,
+            clock_stalled=self._wd.clock_stalled,
             state_age=self._wd.state_age,
             reference_age=self._wd.reference_age,
             estop_latched=self.estop_latch.latched,
@@ -246,9 +207,13 @@ class ResidualController:
 
     # --- control thread ---
 
-    def update(self, t: float, dt: float, state: JointSample | None) -> ControlCommand | None:
+    def update(
+        self, t: float, dt: float, state: JointSample | None, *, clock_stalled: bool = False
+    ) -> ControlCommand | None:
         """One control tick at time ``t`` covering ``dt`` seconds. ``state`` is the newest joint
-        state (pass the same one again if nothing new came: its stamp decides staleness).
+        state (pass the same one again if nothing new came: its stamp decides staleness);
+        ``clock_stalled``: the tick runs on the wall clock because simulated time stopped
+        (:class:`~vla_core.control.safety.ClockWatchdog`), a watchdog stop like stale states.
         Returns None only until the first valid joint state has arrived."""
         self._ticks += 1
         if math.isfinite(dt) and dt > 0.0:
@@ -261,7 +226,9 @@ class ResidualController:
         q, qd = self._q, self._qd
         if not self._started or self._reset_requested:
             self._restart(t, q)
-        wd = self._wd = self.watchdog.check(t, self._state_time, self.tracker.last_receipt)
+        wd = self._wd = self.watchdog.check(
+            t, self._state_time, self.tracker.last_receipt, clock_stalled
+        )
         if self.estop_latch.latched:
             return self._estop_command(t, dt, q, qd, wd)
         self._in_estop = False
@@ -277,7 +244,7 @@ class ResidualController:
         self._tracking_error = float(np.max(np.abs(ref.position - q)))
         gravity = self._gravity(q)
         zero = np.zeros(self.dof)
-        if self._status == 'stop' and wd.state_stale:
+        if self._status == 'stop' and wd.blind:
             # No feedback: follow the stop trajectory open loop (effort: hold against gravity).
             kind = 'open_loop'
             u_classic = ref.velocity if self.mode != 'effort' else gravity
@@ -330,6 +297,9 @@ class ResidualController:
         self._reset_requested = False
         self._status = 'hold'
         self._in_estop = False
+        if self._stop_latched:  # kept through a clock restart: held until reset()
+            self.tracker.hold(q)
+            self._status = 'stop'
 
     def _gravity(self, q: np.ndarray) -> np.ndarray:
         if self.gravity is None or self.mode != 'effort':
@@ -344,14 +314,10 @@ class ResidualController:
         return g
 
     def _enter_stop(self, t: float, q: np.ndarray, qd: np.ndarray) -> None:
-        # Decelerate from what the arm is being driven at (position mode: the command state).
-        if self.mode == 'position':
-            p0, v0 = self.limiter.q_cmd, self.limiter.v_cmd
-        elif self.mode == 'velocity':
-            p0, v0 = q, self.limiter.v_cmd
+        if self.mode == 'effort':
+            self.tracker.stop(t, q, qd, self.limits.stop_decel)
         else:
-            p0, v0 = q, qd
-        self.tracker.stop(t, p0, v0, self.limits.stop_decel)
+            self._stop_commanded(t)
         self._status = 'stop'
 
     def _classic_command(
@@ -398,30 +364,80 @@ class ResidualController:
         self, t: float, dt: float, q: np.ndarray, qd: np.ndarray, wd: WatchdogStatus
     ) -> ControlCommand:
         zero = np.zeros(self.dof)
-        if not self._in_estop:  # latch instant: freeze where the arm is
+        if not self._in_estop:  # latch instant: stop from what is being commanded
             self._in_estop = True
-            hold = q if not wd.state_stale else self.limiter.q_cmd
-            self.tracker.hold(hold)
-            self.limiter.hold_position(hold)
+            if self.mode == 'effort':
+                self.tracker.hold(q if not wd.blind else self.limiter.q_cmd)
+            else:
+                self._stop_commanded(t)
             self.pid.reset()
         self._status = 'estop'
         ref = self.tracker.update(t)
         gravity = self._gravity(q)
         effort = None
+        position, velocity = ref.position, ref.velocity
         if self.mode == 'effort':
-            damping = zero if wd.state_stale else -self.pid.kd * qd
+            damping = zero if wd.blind else -self.pid.kd * qd
             effort = self.limiter.effort(gravity + damping, q, qd, gravity)
-        else:
-            self.limiter.v_cmd = zero
-        position = self.limiter.q_cmd if self.mode == 'position' else ref.position
+            velocity = zero
+        else:  # open loop along the stop: it must not depend on feedback
+            self.limiter.hold_position(ref.position)
+            self.limiter.v_cmd = ref.velocity.copy()
+            if self.mode == 'position':
+                position = self.limiter.q_cmd
         return ControlCommand(
             t=t,
             mode=self.mode,
             status='estop',
             classic='estop',
             position=position.copy(),
-            velocity=zero,
+            velocity=velocity.copy(),
             effort=effort,
+            reference=ref,
+            u_classic=zero,
+            u_residual=zero,
+        )
+
+    def _stop_commanded(self, t: float) -> None:
+        """Decelerate at the stop deceleration from the commanded state (position mode: the
+        commanded position and its rate; velocity mode: the commanded speed from the measured
+        position), never with a step back to where the trailing joints are measured. The stop
+        starts when that state was commanded, the previous tick, so this tick already slows."""
+        p0 = self.limiter.q_cmd if self.mode == 'position' or self._q is None else self._q
+        self.tracker.stop(t - self._dt, p0, self.limiter.v_cmd, self.limits.stop_decel)
+
+    def safe_stop(self, t: float) -> ControlCommand | None:
+        """The last command before the controller goes away (shutdown): at rest, latched as an
+        e-stop. Position mode commands the point where a stop from the commanded state ends
+        (ahead of the command while moving, never behind it), velocity mode zero, effort mode
+        the gravity torque. None before the first joint state."""
+        if self._q is None:
+            return None
+        self.estop('shutdown')
+        self._in_estop = True
+        zero = np.zeros(self.dof)
+        gravity = self._gravity(self._q)
+        if self.mode == 'effort':
+            self.tracker.hold(self._q)
+        else:
+            self._stop_commanded(t)
+        t_rest = t + float(np.max(np.abs(self.limiter.v_cmd) / self.limits.stop_decel))
+        # (the stop started a tick earlier: t_rest is at or past its end, where it holds)
+        p, _, _ = (x[0] for x in self.tracker.preview(np.array([t_rest])))
+        self.limiter.hold_position(p)
+        self.tracker.hold(self.limiter.q_cmd)
+        self._status = 'estop'
+        ref = self.tracker.update(t)
+        return ControlCommand(
+            t=t,
+            mode=self.mode,
+            status='estop',
+            classic='estop',
+            position=self.limiter.q_cmd.copy() if self.mode == 'position' else ref.position,
+            velocity=zero,
+            effort=self.limiter.effort(gravity, self._q, zero, gravity)
+            if self.mode == 'effort'
+            else None,
             reference=ref,
             u_classic=zero,
             u_residual=zero,

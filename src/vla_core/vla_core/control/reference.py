@@ -58,6 +58,31 @@ class TrackerConfig(Config):
     jerk_time_constant: float = param(
         1.0, description='time constant of the RMS jerk running average [s]', range=(1e-3, 1e3)
     )
+    # Limits of what a chunk may be; a chunk beyond one is refused and counted.
+    max_future_stamp: float = param(
+        1.0,
+        description='refuse chunks stamped further than this ahead of their receipt [s]. A stamp '
+        'is the time of an observation already taken, so only a clock offset between hosts '
+        'puts it ahead; one far ahead would make every later chunk look out of order',
+        range=(0.0, 3600.0),
+    )
+    max_horizon: int = param(
+        128,
+        description='refuse chunks with more targets than this. The spline fit runs on the '
+        'control thread and its cost grows with the horizon cubed: 128 targets fit in 0.2 ms '
+        '(a tenth of a 500 Hz period), one 3000-target chunk stalled the commands for 3 s. '
+        'Policies send 10-100 (ACT 100, ours 16)',
+        range=(2, 100000),
+    )
+    position_margin: float = param(
+        0.05,
+        description='refuse chunks with a target further than this beyond the position limits '
+        '(safety.position_min/max) [rad, m for prismatic joints]. Such a chunk is a wrong one '
+        '(units, a corrupt model or message) and clipped it would be tracked along a path nobody '
+        'planned; targets within the margin (a learned policy scatters around a limit it was '
+        'taught at) are clamped by the command limiter',
+        range=(0.0, 1e3),
+    )
 
 
 @dataclass(frozen=True)
@@ -77,6 +102,9 @@ class TrackerMetrics:
     refused_expired: int = 0  # the chunk's last target was already in the past
     refused_out_of_order: int = 0  # not newer than the newest accepted chunk
     refused_invalid: int = 0  # joint names do not match
+    refused_future: int = 0  # stamped more than max_future_stamp ahead of its receipt
+    refused_horizon: int = 0  # more than max_horizon targets
+    refused_position: int = 0  # a target beyond the position limits by more than position_margin
     splices: int = 0
     last_seam_gap: float = 0.0  # [rad] largest joint gap between old and new chunk at a splice
     max_seam_gap: float = 0.0  # what an unblended hand-off would have jumped
@@ -242,10 +270,21 @@ class _Ensemble:
 class ChunkTracker:
     """Turns a stream of :class:`ActionChunk` into a continuous reference sampled by time."""
 
-    def __init__(self, config: TrackerConfig, joint_names: Sequence[str]) -> None:
+    def __init__(
+        self,
+        config: TrackerConfig,
+        joint_names: Sequence[str],
+        position_limits: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
+        """``position_limits``: (lower, upper) per joint, widened by ``config.position_margin``;
+        None accepts any target."""
         self.config = config
         self.joint_names = tuple(joint_names)
         self.dof = len(self.joint_names)
+        self._bounds: tuple[np.ndarray, np.ndarray] | None = None
+        if position_limits is not None:
+            lo, hi = (np.broadcast_to(np.asarray(x, float), (self.dof,)) for x in position_limits)
+            self._bounds = (lo - config.position_margin, hi + config.position_margin)
         self._lock = threading.Lock()
         self._pending: list[ActionChunk] = []
         self._newest_stamp = -math.inf
@@ -268,9 +307,22 @@ class ChunkTracker:
             with self._lock:
                 self._metrics.refused_invalid += 1
             return False
+        bounds = self._bounds
+        outside = bounds is not None and bool(
+            np.any(chunk.targets < bounds[0]) or np.any(chunk.targets > bounds[1])
+        )
         with self._lock:
+            if outside:
+                self._metrics.refused_position += 1
+                return False
+            if chunk.horizon > self.config.max_horizon:
+                self._metrics.refused_horizon += 1
+                return False
             if chunk.end_time < t:
                 self._metrics.refused_expired += 1
+                return False
+            if chunk.stamp - t > self.config.max_future_stamp:
+                self._metrics.refused_future += 1
                 return False
             if chunk.stamp <= self._newest_stamp:
                 self._metrics.refused_out_of_order += 1
@@ -304,6 +356,7 @@ class ChunkTracker:
             with self._lock:
                 self._pending.clear()
                 self._last_receipt = None
+                self._newest_stamp = -math.inf  # what came before the reset orders nothing after
         self._source = _Hold(position)
         self._members = []
         self._current = None

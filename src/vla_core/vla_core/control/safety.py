@@ -1,4 +1,4 @@
-"""Safety layer: joint limits, staleness watchdog, latching e-stop, final command limiter.
+"""Safety: joint limits, staleness and clock watchdogs, latching e-stop, final command limiter.
 
 Everything here is deliberately dumb and stateless-ish so it can be reasoned about: the limiter is
 the last thing between the controllers and the actuators and it never lets NaN/Inf through.
@@ -15,6 +15,8 @@ from vla_core.config import Config, ConfigError, param
 from vla_core.control._util import per_joint
 
 __all__ = [
+    'ClockTick',
+    'ClockWatchdog',
     'CommandLimiter',
     'EStop',
     'SafetyConfig',
@@ -53,6 +55,13 @@ class SafetyConfig(Config):
     auto_recover: bool = param(
         True, description='resume tracking once joint states and chunks are fresh again'
     )
+    clock_timeout: float = param(
+        1.0,
+        description='simulated time (/clock, use_sim_time) not advancing for this long on the '
+        'wall clock: controlled stop, the loop running on the wall clock until it advances [s]. '
+        'A simulator starved on a loaded machine pauses for tenths of a second',
+        range=(0.01, 60.0),
+    )
 
     def validate(self) -> None:
         lo, hi = self.position_min, self.position_max
@@ -90,10 +99,17 @@ class WatchdogStatus:
     reference_stale: bool
     state_age: float  # [s] inf when never received
     reference_age: float  # [s] nan when no chunk is expected (holding after start or reset)
+    clock_stalled: bool = False  # the control clock (simulated time) stopped advancing
 
     @property
     def stale(self) -> bool:
-        return self.state_stale or self.reference_stale
+        return self.state_stale or self.reference_stale or self.clock_stalled
+
+    @property
+    def blind(self) -> bool:
+        """No joint state to close the loop on: stale, or the clock that stamps them stopped
+        (the last one would look fresh for state_timeout, but nothing measures any more)."""
+        return self.state_stale or self.clock_stalled
 
 
 class Watchdog:
@@ -106,10 +122,15 @@ class Watchdog:
         self._tripped = False
 
     def check(
-        self, t: float, state_time: float | None, reference_time: float | None
+        self,
+        t: float,
+        state_time: float | None,
+        reference_time: float | None,
+        clock_stalled: bool = False,
     ) -> WatchdogStatus:
         """``state_time``: stamp of the newest valid joint state; ``reference_time``: receipt of
-        the newest accepted chunk (None: no chunk expected, so the reference cannot go stale)."""
+        the newest accepted chunk (None: no chunk expected, so the reference cannot go stale);
+        ``clock_stalled``: :class:`ClockWatchdog` says the control clock stopped."""
         state_age = np.inf if state_time is None else t - state_time
         ref_age = np.nan if reference_time is None else t - reference_time
         status = WatchdogStatus(
@@ -117,11 +138,60 @@ class Watchdog:
             reference_stale=bool(reference_time is not None and ref_age > self.reference_timeout),
             state_age=float(state_age),
             reference_age=float(ref_age),
+            clock_stalled=clock_stalled,
         )
         if status.stale and not self._tripped:
             self.trips += 1
         self._tripped = status.stale
         return status
+
+
+@dataclass(frozen=True)
+class ClockTick:
+    t: float  # [s] control time of the tick
+    dt: float  # [s] since the previous tick
+    stalled: float  # [s] of wall time the control clock has not advanced (0: it advances)
+    restarted: bool  # the control clock started over: a new time line, older stamps mean nothing
+
+
+class ClockWatchdog:
+    """Ticks of a control loop on simulated time (/clock), watched on the wall clock.
+
+    While simulated time advances, a tick takes it; while it pauses, ticks are skipped so nothing
+    integrates. Paused for longer than ``timeout`` (the simulator died), the loop ticks on the
+    wall clock from the last simulated time, flagged ``stalled``, so the controller can stop the
+    arm and say why instead of going silent. When simulated time advances again after a stall,
+    or goes back (a restarted simulator), the tick is flagged ``restarted``. The watch starts
+    once time has advanced on its time line: a starting simulator may pause after its first
+    /clock.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._sim: float | None = None  # newest simulated time seen
+        self._sim_wall = 0.0  # wall time when it was seen
+        self._last_t: float | None = None  # control time of the last tick
+        self._stalled = False
+        self._armed = False  # time has advanced on this time line (a starting simulator pauses)
+
+    def tick(self, sim_now: float, wall_now: float, dt_wall: float) -> ClockTick | None:
+        """``sim_now``: simulated time (0: none yet); ``wall_now``: a monotonic wall clock;
+        ``dt_wall``: the loop's period. None: skip this tick."""
+        sim, last = self._sim, self._last_t
+        if sim_now > 0.0 and (sim is None or sim_now != sim):
+            restarted = self._stalled or (sim is not None and sim_now < sim)
+            dt = sim_now - last if last is not None and not restarted else dt_wall
+            self._armed = sim is not None and not restarted
+            self._sim, self._sim_wall, self._last_t = sim_now, wall_now, sim_now
+            self._stalled = False
+            return ClockTick(sim_now, dt, 0.0, restarted)
+        stalled = wall_now - self._sim_wall
+        if not self._armed or last is None or stalled <= self.timeout:
+            return None
+        t = sim + stalled
+        dt = t - last if self._stalled else dt_wall  # nothing was commanded while it waited
+        self._last_t, self._stalled = t, True
+        return ClockTick(t, dt, stalled, False)
 
 
 class EStop:

@@ -32,6 +32,7 @@ from tqdm import tqdm
 import yaml
 
 from vla_core.alignment import AlignmentConfig
+from vla_core.cli import cli_main
 from vla_core.config import Config, ConfigError, config_from_dict, config_to_flat, param
 from vla_core.episodes import parse_episode_dir_name
 from vla_data.dataset.bag_reader import BagReadError, read_episode
@@ -297,6 +298,7 @@ def load_config(path: Path | None) -> BuildConfig:
     return config_from_dict(BuildConfig, data)
 
 
+@cli_main('vla dataset')
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog='vla dataset', description=(__doc__ or '').splitlines()[0]

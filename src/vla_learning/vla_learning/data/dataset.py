@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+import zipfile
 
 import numpy as np
 import torch
 
+from vla_core.cli import InputError
 from vla_learning.normalization import NormStats
 from vla_learning.policies.base import Batch
 from vla_learning.policies.configuration_common import FeaturesConfig
@@ -146,10 +148,15 @@ class RecordedObservations:
 
     @classmethod
     def load(cls, path: str | Path) -> RecordedObservations:
-        with np.load(path, allow_pickle=False) as data:
-            return cls(
-                images=data['images'],
-                state=data['state'].astype(np.float32),
-                lang_emb=data['lang_emb'].astype(np.float32),
-                instructions=tuple(str(s) for s in data['instructions']),
-            )
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return cls(
+                    images=data['images'],
+                    state=data['state'].astype(np.float32),
+                    lang_emb=data['lang_emb'].astype(np.float32),
+                    instructions=tuple(str(s) for s in data['instructions']),
+                )
+        except OSError:
+            raise
+        except (ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+            raise InputError(f'{path}: not a recorded-observations archive ({err})') from err

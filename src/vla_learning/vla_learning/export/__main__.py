@@ -11,10 +11,13 @@ with no spec, so no backend will load it, and the exit status is 2.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 from pathlib import Path
 import sys
+
+from vla_core.cli import cli_main
 
 __all__ = ['main']
 
@@ -23,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     from vla_learning.export.onnx_export import DEFAULT_OPSET
     from vla_learning.export.parity import DEFAULT_ATOL, DEFAULT_MIN_COSINE
 
-    p = argparse.ArgumentParser(prog='vla-export', description=__doc__.split('\n')[0])
+    p = argparse.ArgumentParser(prog='vla export', description=__doc__.split('\n')[0])
     p.add_argument('--checkpoint', required=True, type=Path)
     p.add_argument('--output', required=True, type=Path, help='export directory')
     p.add_argument(
@@ -38,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@cli_main('vla export')
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import torch
@@ -50,8 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     obs_path = args.observations or args.checkpoint.parent / 'observations.npz'
     if not obs_path.is_file():
-        print(f'error: no recorded observations at {obs_path} (--observations)', file=sys.stderr)
-        return 1
+        raise FileNotFoundError(errno.ENOENT, 'no recorded observations (--observations)', obs_path)
     observations = RecordedObservations.load(obs_path)
     policy = load_policy(args.checkpoint)
     out = args.output

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from vla_core.cli import InputError
 from vla_core.config import config_from_flat, config_to_flat
 from vla_learning.policies.base import Policy
 from vla_learning.policies.configuration_policy import PolicyConfig
@@ -50,10 +51,20 @@ def save_checkpoint(path: str | Path, policy: Policy, step: int, **extra: Any) -
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = 'cpu') -> dict[str, Any]:
-    """Load with ``weights_only=True``: no arbitrary pickle, so untrusted files cannot run code."""
-    data = torch.load(Path(path), map_location=map_location, weights_only=True)
+    """Load with ``weights_only=True``: no arbitrary pickle, so untrusted files cannot run code.
+
+    A file that is not a readable checkpoint (truncated, another format, a pickle that would run
+    code) raises InputError naming it; a missing one FileNotFoundError."""
+    try:
+        data = torch.load(Path(path), map_location=map_location, weights_only=True)
+    except OSError:
+        raise
+    except Exception as err:  # torch reports corruption as RuntimeError, UnpicklingError, ...
+        raise InputError(
+            f'{path}: not a readable checkpoint ({type(err).__name__}: {err})'
+        ) from err
     if not isinstance(data, dict) or data.get('format') != CHECKPOINT_FORMAT:
-        raise ValueError(f'{path}: not a {CHECKPOINT_FORMAT} checkpoint')
+        raise InputError(f'{path}: not a {CHECKPOINT_FORMAT} checkpoint')
     return data
 
 

@@ -326,13 +326,20 @@ class Trainer:
         self.history['val_action_mse'].append(result['val_action_mse'])
         return result
 
-    def fit(self, resume: str | Path | None = None) -> dict[str, list[float]]:
+    def fit(
+        self, resume: str | Path | None = None, *, overwrite: bool = False
+    ) -> dict[str, list[float]]:
+        """Train to ``train.steps``. A fresh run into a directory that holds checkpoints of an
+        earlier one raises FileExistsError unless ``overwrite`` (which removes them first):
+        continuing it is ``resume``."""
         from tqdm.auto import tqdm
 
         tc = self.cfg.train
         main = self.dist.is_main
         if resume:
             self.resume(resume)
+        else:
+            self._claim_output_dir(overwrite)
         if main:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / 'config.json').write_text(json.dumps(config_to_flat(self.cfg), indent=1))
@@ -372,6 +379,20 @@ class Trainer:
             (self.out / 'history.json').write_text(json.dumps(self.history))
             self.plot()
         return self.history
+
+    def _claim_output_dir(self, overwrite: bool) -> None:
+        earlier = sorted(self.out.glob('step_*.pt')) + sorted(self.out.glob('last.pt'))
+        if not earlier:
+            return
+        if not overwrite:
+            raise FileExistsError(
+                f'{self.out} holds checkpoints of an earlier run ({earlier[-1].name}, '
+                f'{len(earlier)} in all): continue it with --resume auto, replace it with '
+                '--overwrite, or set train.output_dir'
+            )
+        if self.dist.is_main:
+            for path in earlier:
+                path.unlink()
 
     def plot(self) -> Path:
         from vla_learning.training.plotting import plot_history

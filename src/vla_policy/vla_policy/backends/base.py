@@ -19,16 +19,22 @@ from typing import ClassVar
 import numpy as np
 
 from vla_core.chunk import ActionChunk
+from vla_core.cli import InputError
 from vla_core.config import Config, param
 from vla_learning.spec import PolicySpec
 
-__all__ = ['BackendConfig', 'BackendError', 'InferenceBackend', 'Observation']
+__all__ = ['ArtifactError', 'BackendConfig', 'BackendError', 'InferenceBackend', 'Observation']
 
 InstructionEncoderFn = Callable[[str], np.ndarray]
 
 
 class BackendError(RuntimeError):
     """The artifact cannot be loaded or run by this backend."""
+
+
+class ArtifactError(BackendError, InputError):
+    """The artifact the user named is missing, not an export, or not the model its spec
+    describes: a user error (one line, exit code 2, in the CLIs)."""
 
 
 @dataclass(frozen=True)
@@ -166,11 +172,13 @@ def _row(x: np.ndarray, dim: int, name: str) -> np.ndarray:
 
 def resolve_export_dir(artifact: Path) -> tuple[Path, PolicySpec, Path]:
     """``(directory, spec, model path)`` from an export directory or a file inside it."""
+    if not artifact.exists():
+        raise ArtifactError(f'{artifact}: no such export directory or model file')
     directory = artifact if artifact.is_dir() else artifact.parent
     try:
         spec = PolicySpec.load(directory)
     except FileNotFoundError:
-        raise BackendError(
+        raise ArtifactError(
             f'{directory}: no policy_spec.json (not an export, or its parity check failed)'
         ) from None
     return directory, spec, directory / spec.model_file
@@ -181,6 +189,6 @@ def verify_model_hash(model: Path, spec: PolicySpec) -> None:
     from vla_learning.spec import sha256_file
 
     if not model.is_file():
-        raise BackendError(f'{model}: missing')
+        raise ArtifactError(f'{model}: missing')
     if spec.model_sha256 and sha256_file(model) != spec.model_sha256:
-        raise BackendError(f'{model}: sha256 differs from policy_spec.json; re-export')
+        raise ArtifactError(f'{model}: sha256 differs from policy_spec.json; re-export')

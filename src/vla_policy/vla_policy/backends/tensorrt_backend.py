@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from vla_core.cli import cli_main
 from vla_core.config import param
 from vla_learning.spec import PolicySpec
 from vla_policy.backends.base import (
@@ -368,6 +369,7 @@ class TensorRTBackend(InferenceBackend):
         return out.numpy()
 
 
+@cli_main('vla engine')
 def main(argv: list[str] | None = None) -> int:
     """``vla engine``: build (or verify the cached) engine for an export directory."""
     p = argparse.ArgumentParser(prog='vla engine', description=main.__doc__)

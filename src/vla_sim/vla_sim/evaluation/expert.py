@@ -21,6 +21,7 @@ import time
 import numpy as np
 from tqdm import tqdm
 
+from vla_core.cli import cli_main
 from vla_core.stats import success_rate
 from vla_sim.config import SimConfig
 from vla_sim.rollout import EpisodeResult, run_episode
@@ -92,6 +93,7 @@ def render_benchmark(frames: int = 50) -> dict[str, float]:
     return out
 
 
+@cli_main('vla eval-expert')
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog='vla eval-expert', description=__doc__.split('\n\n')[0])
     parser.add_argument('--episodes', type=int, default=200, help='seeds per task')

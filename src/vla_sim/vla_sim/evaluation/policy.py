@@ -25,7 +25,8 @@ import time
 
 import numpy as np
 
-from vla_core.config import ConfigError, config_to_flat
+from vla_core.cli import cli_main
+from vla_core.config import config_to_flat
 from vla_core.control.reference import TrackerConfig
 
 __all__ = ['EpisodeOutcome', 'evaluate', 'load_backend', 'main', 'run_episodes', 'sim_observation']
@@ -292,8 +293,9 @@ def _report(
     plt.close(fig)
 
 
+@cli_main('vla eval')
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog='evaluate_policy', description=__doc__.split('\n')[0])
+    p = argparse.ArgumentParser(prog='vla eval', description=__doc__.split('\n')[0])
     p.add_argument('--artifact', required=True, help='export dir (or .pt for --backend torch)')
     p.add_argument('--backend', default='onnxruntime', choices=('onnxruntime', 'torch', 'tensorrt'))
     p.add_argument('--tasks', nargs='+', default=['push_red', 'push_green', 'push_blue'])
@@ -322,14 +324,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.true_scene_state and args.backend != 'torch':
         print('error: --true-scene-state needs --backend torch', file=sys.stderr)
         return 2
-    try:
-        tracking = (
-            None if args.tracking == 'direct'
-            else TrackerConfig(mode=args.tracking, blend_time=args.blend_time)
-        )  # fmt: skip
-    except ConfigError as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 2
+    tracking = (
+        None if args.tracking == 'direct'
+        else TrackerConfig(mode=args.tracking, blend_time=args.blend_time)
+    )  # fmt: skip
     evaluate(
         args.artifact, args.tasks, args.episodes, args.seed, args.out,
         backend_kind=args.backend, rate=args.rate, videos=args.videos,
