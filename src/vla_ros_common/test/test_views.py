@@ -1,4 +1,4 @@
-"""The view nodes a graph gains from rviz:=true / view:=true (launch) and --rviz / --view (runner)."""
+"""The view nodes a graph gains from rviz:=true / view:=true (launch), --rviz / --view (runner)."""
 
 from __future__ import annotations
 

@@ -139,7 +139,7 @@ def screenshots(
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             time.sleep(period)
-            shot = pipe.call('Page.captureScreenshot', session=session, format='png', timeout=60.0)
+            shot = pipe.call('Page.captureScreenshot', session=session, format='png', timeout=180.0)
             yield base64.b64decode(shot['data'])
 
 

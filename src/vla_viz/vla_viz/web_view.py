@@ -8,7 +8,8 @@ network: the viewer is bundled in the wheel.
 :class:`RerunScene` logs what :mod:`vla_viz.scene` computes, on the ``ros_time`` timeline (message
 stamps): the arm (the URDF's boxes, cylinders and spheres on link poses from forward kinematics),
 the policy's and the expert's chunk paths, the executed path, joint positions as plots, the camera
-images and the episode text, laid out by :meth:`RerunScene.blueprint`::
+images and the episode text (the timeline shows dates for wall-clock stamps, durations for a clock
+that starts at 0), laid out by :meth:`RerunScene.blueprint`::
 
     +------------------------------+------------------+
     | world: arm + paths (3D)      | camera 1         |
@@ -41,6 +42,9 @@ from vla_viz.scene import ROLES, ArmModel, ChunkPath, link_visuals
 __all__ = ['RerunScene', 'RerunServer', 'RerunServerError', 'viewer_url']
 
 TIMELINE = 'ros_time'
+# Stamps past this are wall-clock (epoch) times, shown as dates; below it, a clock from 0 (a bag or
+# a simulator that starts at 0), shown as durations.
+_EPOCH_STAMPS = 1e8
 LAYOUT_COLUMN_SHARES = (3, 2)  # 3D + plots | cameras + text
 LAYOUT_RIGHT_ROW_SHARES = (2, 2, 1)  # camera, camera, episode text
 LAYOUT_LEFT_ROW_SHARES = (3, 2)  # 3D, plots
@@ -146,6 +150,7 @@ class RerunScene:
         self._shown: dict[str, bool] = dict.fromkeys(ROLES, False)
         self._text = ''
         self._joint_names: tuple[str, ...] = ()
+        self._epoch: bool | None = None  # the timeline's kind, fixed by the first stamp
 
     def blueprint(self) -> rrb.Blueprint:
         cams = [rrb.Spatial2DView(origin=f'camera/{c}', name=c) for c in self.cameras]
@@ -174,7 +179,12 @@ class RerunScene:
         )  # fmt: skip
 
     def _at(self, t: float) -> None:
-        self.rec.set_time(TIMELINE, duration=float(t))
+        if self._epoch is None:
+            self._epoch = t >= _EPOCH_STAMPS
+        if self._epoch:
+            self.rec.set_time(TIMELINE, timestamp=float(t))
+        else:
+            self.rec.set_time(TIMELINE, duration=float(t))
 
     def set_robot(self, model: ArmModel) -> None:
         """The arm's shapes, static under ``world/robot/<link>``; poses follow :meth:`log_arm`."""

@@ -93,7 +93,7 @@ class WebViewNode(Node):
         self._rec.set_sinks(*sinks, default_blueprint=self.scene.blueprint())
         self._last_arm = -math.inf
         self._last_path = -math.inf
-        self.images = 0
+        self.images = self.joint_states = 0  # messages drawn (for benchmarks)
         self.inputs = SceneInputs(
             self, self._state, on_chunk=self._on_chunk, on_joint_state=self._on_joint_state,
             on_description=lambda _urdf: self.scene.set_robot(self._state.model),
@@ -113,6 +113,7 @@ class WebViewNode(Node):
         self.scene.log_chunk(path, path.role, path.stamp)
 
     def _on_joint_state(self, msg: JointState) -> None:
+        self.joint_states += 1
         t = stamp_to_seconds(msg.header.stamp)
         if t < self._last_arm:  # time went back: a restarted simulator or bag
             self._last_arm = self._last_path = -math.inf
