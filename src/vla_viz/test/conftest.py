@@ -1,9 +1,10 @@
-"""Helpers of the browser view tests: free ports, and where a port listens."""
+"""Helpers of vla_viz's tests: waiting for a condition, free ports, where a port listens."""
 
 from __future__ import annotations
 
 from pathlib import Path
 import socket
+import time
 
 import pytest
 
@@ -23,6 +24,18 @@ def listen_addresses(port: int) -> set[str]:
         if fields[3] == '0A' and int(hex_port, 16) == port:  # 0A: LISTEN
             out.add(socket.inet_ntoa(bytes.fromhex(address)[::-1]))
     return out
+
+
+def wait_until(cond, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, 'timed out'
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def wait():
+    return wait_until
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -28,13 +27,6 @@ URDF = urdf_path('vla_tabletop').read_text()
 JOINTS = ('joint1', 'joint2', 'joint3', 'joint4', 'joint5', 'joint6', 'gripper')
 
 
-def _wait(cond, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, 'timed out'
-        time.sleep(0.01)
-
-
 @pytest.fixture
 def graph():
     context = Context()
@@ -54,7 +46,7 @@ def graph():
     thread.join(timeout=5.0)
 
 
-def test_markers_show_both_chunks_the_executed_path_and_the_episode(graph):
+def test_markers_show_both_chunks_the_executed_path_and_the_episode(graph, wait):
     probe, node = graph
     arrays: list[MarkerArray] = []
     lock = threading.Lock()
@@ -72,15 +64,15 @@ def test_markers_show_both_chunks_the_executed_path_and_the_episode(graph):
         'instruction': probe.create_publisher(String, 'instruction', qos.LATCHED),
         'status': probe.create_publisher(EpisodeStatus, 'episode/status', qos.LATCHED),
     }
-    _wait(lambda: all(p.get_subscription_count() > 0 for p in pubs.values()))
+    wait(lambda: all(p.get_subscription_count() > 0 for p in pubs.values()))
     pubs['description'].publish(String(data=URDF))
-    _wait(lambda: node._state.model is not None)
+    wait(lambda: node._state.model is not None)
     pubs['status'].publish(
         EpisodeStatus(header=_header(9.5), state=0, episode=4, task='push_blue',
                       instruction='push the blue block')
     )  # fmt: skip
     pubs['instruction'].publish(String(data='push the blue block'))
-    _wait(lambda: node._state.episode is not None and node._state.instruction)
+    wait(lambda: node._state.episode is not None and node._state.instruction)
     rng = np.random.default_rng(0)
     policy = ActionChunk(10.0, 0.1, JOINTS, rng.uniform(-1, 1, (6, 7)), 'policy', 3)
     expert = ActionChunk(10.05, 0.1, JOINTS, rng.uniform(-1, 1, (6, 7)), 'expert', 8)
@@ -91,7 +83,7 @@ def test_markers_show_both_chunks_the_executed_path_and_the_episode(graph):
         msg = JointState(name=list(JOINTS), position=q.tolist())
         msg.header = _header(10.0 + 0.1 * i)
         pubs['joints'].publish(msg)
-        _wait(lambda i=i: len(node._state.executed) == i + 1)
+        wait(lambda i=i: len(node._state.executed) == i + 1)
 
     def complete() -> dict[tuple[str, int], Marker] | None:
         with lock:
@@ -103,7 +95,7 @@ def test_markers_show_both_chunks_the_executed_path_and_the_episode(graph):
         ok = want <= set(markers) and len(markers[('executed', 0)].points) == 3
         return markers if ok and 'episode 4' in markers[('episode', 0)].text else None
 
-    _wait(lambda: complete() is not None)
+    wait(lambda: complete() is not None)
     markers = complete()
     model = ArmModel(URDF)
     for role, chunk in (('policy', policy), ('expert', expert)):
@@ -123,15 +115,15 @@ def test_markers_show_both_chunks_the_executed_path_and_the_episode(graph):
     assert node.inputs.errors == 0
 
 
-def test_malformed_inputs_are_counted_not_raised(graph):
+def test_malformed_inputs_are_counted_not_raised(graph, wait):
     probe, node = graph
     chunk_pub = probe.create_publisher(ActionChunkMsg, 'policy/action_chunk', qos.ACTION_CHUNK)
     desc_pub = probe.create_publisher(String, 'robot_description', qos.LATCHED)
-    _wait(lambda: chunk_pub.get_subscription_count() > 0 and desc_pub.get_subscription_count() > 0)
+    wait(lambda: chunk_pub.get_subscription_count() > 0 and desc_pub.get_subscription_count() > 0)
     desc_pub.publish(String(data='<robot name="x"><link name="a"/></robot>'))  # no ee_link
     bad = ActionChunkMsg(joint_names=['joint1'], horizon=2, step_dt=0.1, targets=[0.0])
     chunk_pub.publish(bad)
-    _wait(lambda: node.inputs.errors == 2)
+    wait(lambda: node.inputs.errors == 2)
     assert node._state.model is None
 
 

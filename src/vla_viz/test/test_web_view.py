@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import socket
 import subprocess
 
 import numpy as np
@@ -17,7 +18,7 @@ from vla_core.chunk import ActionChunk  # noqa: E402
 from vla_description import urdf_path  # noqa: E402
 from vla_viz.browser import chromium_binary, screenshots  # noqa: E402
 from vla_viz.scene import EpisodeInfo, VizConfig, VizState, link_visuals  # noqa: E402
-from vla_viz.web_view import RerunScene, RerunServer, _rerun_binary  # noqa: E402
+from vla_viz.web_view import RerunScene, RerunServer, RerunServerError, rerun_binary  # noqa: E402
 
 JOINTS = ('joint1', 'joint2', 'joint3', 'joint4', 'joint5', 'joint6', 'gripper')
 CAMERAS = ('scene_camera', 'wrist_camera')
@@ -58,7 +59,7 @@ def test_recording_holds_the_arm_chunks_paths_cameras_plots_and_text(tmp_path):
     rec.flush()
     rec.disconnect()
     printed = subprocess.run(
-        [_rerun_binary(), 'rrd', 'print', str(tmp_path / 'view.rrd')],
+        [rerun_binary(), 'rrd', 'print', str(tmp_path / 'view.rrd')],
         capture_output=True, text=True, check=True, timeout=60,
     ).stdout  # fmt: skip
     entities = {}
@@ -140,3 +141,12 @@ def test_headless_chromium_shows_the_arm_both_cameras_and_the_chunks(tmp_path, p
     finally:
         rec.disconnect()
         server.stop()
+
+
+def test_a_taken_port_is_refused_with_the_reason(ports):
+    with socket.socket() as taken:
+        taken.bind(('127.0.0.1', 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(RerunServerError, match=f'port {port} is in use'):
+            RerunServer('127.0.0.1', ports(), port)

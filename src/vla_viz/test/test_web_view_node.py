@@ -26,20 +26,13 @@ from vla_ros_common import qos  # noqa: E402
 from vla_ros_common.conversions import chunk_to_msg, seconds_to_stamp  # noqa: E402
 from vla_ros_common.image import numpy_to_image  # noqa: E402
 from vla_ros_common.node_main import make_executor  # noqa: E402
-from vla_viz.web_view import _rerun_binary  # noqa: E402
+from vla_viz.web_view import rerun_binary  # noqa: E402
 from vla_viz.web_view_node import WebViewNode  # noqa: E402
 
 JOINTS = ('joint1', 'joint2', 'joint3', 'joint4', 'joint5', 'joint6', 'gripper')
 
 
-def _wait(cond, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, 'timed out'
-        time.sleep(0.01)
-
-
-def test_graph_messages_reach_the_served_recording(tmp_path, ports, listening):
+def test_graph_messages_reach_the_served_recording(tmp_path, ports, listening, wait):
     context = Context()
     rclpy.init(context=context)
     executor = make_executor(context=context)
@@ -61,9 +54,9 @@ def test_graph_messages_reach_the_served_recording(tmp_path, ports, listening):
         joints = probe.create_publisher(JointState, 'joint_states', qos.SENSOR_OUT)
         chunks = probe.create_publisher(ActionChunkMsg, 'expert/action_chunk', qos.ACTION_CHUNK)
         camera = probe.create_publisher(Image, 'camera/scene_camera/image_raw', qos.SENSOR_OUT)
-        _wait(lambda: all(p.get_subscription_count() > 0 for p in (desc, joints, chunks, camera)))
+        wait(lambda: all(p.get_subscription_count() > 0 for p in (desc, joints, chunks, camera)))
         desc.publish(String(data=urdf_path('vla_tabletop').read_text()))
-        _wait(lambda: node.scene.model is not None)
+        wait(lambda: node.scene.model is not None)
         chunks.publish(chunk_to_msg(ActionChunk(1.0, 0.1, JOINTS, np.zeros((8, 7)), 'expert')))
         for i in range(10):
             msg = JointState(name=list(JOINTS), position=[0.05 * i] * 7)
@@ -73,7 +66,7 @@ def test_graph_messages_reach_the_served_recording(tmp_path, ports, listening):
         image = numpy_to_image(np.full((32, 32, 3), 200, np.uint8), 'rgb8')
         image.header.stamp = seconds_to_stamp(1.5)
         camera.publish(image)
-        _wait(lambda: node.images == 1)
+        wait(lambda: node.images == 1)
     finally:
         executor.shutdown()
         node.destroy_node()  # flushes the recording and stops the server
@@ -82,7 +75,7 @@ def test_graph_messages_reach_the_served_recording(tmp_path, ports, listening):
         thread.join(timeout=5.0)
     assert not listening(web_port)
     printed = subprocess.run(
-        [_rerun_binary(), 'rrd', 'print', str(tmp_path / 'view.rrd')],
+        [rerun_binary(), 'rrd', 'print', str(tmp_path / 'view.rrd')],
         capture_output=True, text=True, check=True, timeout=60,
     ).stdout  # fmt: skip
     for entity, column in (

@@ -30,6 +30,7 @@ from pathlib import Path
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 
 import numpy as np
@@ -39,7 +40,7 @@ import rerun.blueprint as rrb
 from vla_viz.markers import COLORS
 from vla_viz.scene import ROLES, ArmModel, ChunkPath, link_visuals
 
-__all__ = ['RerunScene', 'RerunServer', 'RerunServerError', 'viewer_url']
+__all__ = ['RerunScene', 'RerunServer', 'RerunServerError', 'rerun_binary', 'viewer_url']
 
 TIMELINE = 'ros_time'
 # Stamps past this are wall-clock (epoch) times, shown as dates; below it, a clock from 0 (a bag or
@@ -58,7 +59,7 @@ def _rgba8(rgba: Sequence[float]) -> list[int]:
     return [round(255 * c) for c in rgba]
 
 
-def _rerun_binary() -> str:
+def rerun_binary() -> str:
     override = os.environ.get('RERUN_CLI_PATH')
     if override:
         return override
@@ -94,27 +95,31 @@ class RerunServer:
             if self._in_use(port):
                 raise RerunServerError(f'port {port} is in use (another view?); choose another')
         cmd = [
-            _rerun_binary(), '--serve-web', '--bind', bind, '--port', str(grpc_port),
+            rerun_binary(), '--serve-web', '--bind', bind, '--port', str(grpc_port),
             '--web-viewer-port', str(web_port), '--server-memory-limit', memory_limit,
             '--hide-welcome-screen',
         ]  # fmt: skip
+        # Its log goes to a file, not a pipe: nobody reads a pipe once it runs, and a full or closed
+        # one would stall or break the server.
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115  (open while the server runs)
         try:
             self.process = subprocess.Popen(
-                cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                preexec_fn=_die_with_parent,
-            )  # fmt: skip
+                cmd, stdout=subprocess.DEVNULL, stderr=self._log, preexec_fn=_die_with_parent
+            )
         except OSError as err:
+            self._log.close()
             raise RerunServerError(f'cannot start {cmd[0]}: {err}') from None
         deadline = time.monotonic() + startup_timeout
         while not (self._in_use(grpc_port) and self._in_use(web_port)):
             if self.process.poll() is not None:
-                err = (self.process.stderr.read() or b'').decode(errors='replace').strip()
+                self._log.seek(0)
+                err = self._log.read().decode(errors='replace').strip()
+                self._log.close()
                 raise RerunServerError(f'rerun exited ({self.process.returncode}): {err[-300:]}')
             if time.monotonic() > deadline:
                 self.stop()
                 raise RerunServerError(f'rerun did not listen within {startup_timeout:g} s')
             time.sleep(0.1)
-        self.process.stderr.close()  # type: ignore[union-attr]  # never read again: no pipe stall
 
     def _in_use(self, port: int) -> bool:
         with socket.socket() as s:
@@ -137,6 +142,7 @@ class RerunServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self._log.close()
 
 
 class RerunScene:
