@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+import sys
 
 import pytest
 
@@ -48,3 +49,9 @@ def test_runner_lists_the_view_nodes(capsys):
     out = capsys.readouterr().out
     assert 'viz_markers' in out and 'web_view' not in out
     assert 'rviz itself needs a real ROS 2 install' in out
+
+
+def test_runner_view_without_rerun_says_what_to_install(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, 'rerun', None)  # as if not installed: import fails
+    assert main([str(DEMO), '--view', '--list']) == 2
+    assert "needs rerun-sdk: pip install 'rerun-sdk>=0.41'" in capsys.readouterr().err

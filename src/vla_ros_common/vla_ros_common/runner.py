@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-import importlib.util
 import os
 from pathlib import Path
 import signal
@@ -194,9 +193,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )  # fmt: skip
     args = parser.parse_args(argv)
     views = [name for name, flag in _VIEW_FLAGS.items() if getattr(args, flag)]
-    if args.view and importlib.util.find_spec('rerun') is None:
-        print("[vla_run] --view needs rerun-sdk: pip install 'rerun-sdk>=0.41'", file=sys.stderr)
-        return 2
+    if args.view:
+        try:
+            import rerun  # noqa: F401  (the browser view's optional dependency)
+        except ImportError:
+            print("[vla_run] --view needs rerun-sdk: pip install 'rerun-sdk>=0.41'",
+                  file=sys.stderr)  # fmt: skip
+            return 2
     try:
         graph = with_views(load_graph(args.graph, args.config_dir), views)
     except GraphError as err:
