@@ -1,5 +1,6 @@
 # The two commands of the README, and their parts.
-#   make demo   the suite's graph in simulation (Ctrl-C to stop, or DURATION=seconds)
+#   make demo   the suite's graph in simulation (Ctrl-C to stop, or DURATION=seconds; VIEW=1 adds
+#               the browser view: pip install rerun-sdk, open the URL it prints)
 #   make test   lint + every package's tests (colcon test) + cross-package tests
 #   make policy demonstrations -> train -> export -> closed-loop evaluation
 #               (POLICY=flow_scene|flow|act)
@@ -10,6 +11,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 IN_ENV := set -o pipefail; . tools/env.sh &&
 DURATION ?=
+VIEW ?=
 GRAPH ?= config/graphs/demo.yaml
 PYTEST_ARGS ?=
 POLICY ?= flow_scene
@@ -25,7 +27,8 @@ setup:
 	@$(PYTHON) tools/vla_setup.py
 
 demo: setup
-	@$(IN_ENV) vla run $(GRAPH) --processes $(if $(DURATION),--duration $(DURATION))
+	@$(IN_ENV) vla run $(GRAPH) --processes $(if $(DURATION),--duration $(DURATION)) \
+		$(if $(VIEW),--view)
 
 # Demonstrations -> trained policy -> ONNX export (parity-gated) -> closed-loop evaluation, all in
 # simulation: DEMOS expert episodes per task, POLICY=flow_scene|flow|act (sim_$(POLICY).yaml),

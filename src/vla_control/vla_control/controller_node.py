@@ -13,8 +13,11 @@ Topics (relative names, so namespaces and remaps apply):
   ahead, horizon too long, a target beyond the position limits), are refused and counted
 * in ``estop`` (std_msgs/Bool, best-effort: reliable and best-effort publishers both match): true
   latches the e-stop; false only allows a reset
-* out ``joint_commands`` (sensor_msgs/JointState): every tick, names in ``joint_names`` order, the
-  ``output_mode`` field (position, velocity or effort) filled, stamped with the control time
+* out ``joint_commands`` (``output.topic``): every tick, sensor_msgs/JointState with names in
+  ``joint_names`` order, the ``output_mode`` field (position, velocity or effort) filled, stamped
+  with the control time; or, for ros2_control, a Float64MultiArray (forward_command_controller)
+  or a JointTrajectory of the reference ahead (joint_trajectory_controller): ``output.message``,
+  see :mod:`vla_control.command_output`
 * out ``control/state`` (trajectory_msgs/JointTrajectory): the reference being tracked, one point
   with positions, velocities and accelerations, every ``state_decimation`` ticks. A standard
   message that carries the whole p/v/a triple with names and a stamp (sensor_msgs/JointState has
@@ -32,9 +35,9 @@ parameter, so both always agree; enabling is refused when no model is loaded).
 
 Parameters: those of ``ControllerConfig`` (``joint_names``, ``output_mode``, ``classic``,
 ``tracker.*``, ``pid.*``, ``mpc.*``, ``residual.*``, ``safety.*``), ``loop.*`` (``LoopConfig``) and
-``ControllerNodeConfig`` below. Only ``classic``, ``residual.enabled`` and ``state_decimation``
-change at run time; changing another one is refused with a reason, so the parameter values always
-describe the running controller.
+``ControllerNodeConfig`` below, ``output.*`` (``OutputConfig``). Only ``classic``,
+``residual.enabled`` and ``state_decimation`` change at run time; changing another one is refused
+with a reason, so the parameter values always describe the running controller.
 
 Threads: the control loop runs on its own thread with absolute deadlines; callbacks only convert
 messages and hand them to the core (a slot swap under a lock, the tracker's own lock), so they never
@@ -65,6 +68,7 @@ from std_msgs.msg import Bool
 from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
+from vla_control.command_output import CommandOutput, OutputConfig
 from vla_core.config import Config, iter_params, param
 from vla_core.control import (
     ClockTick,
@@ -249,9 +253,15 @@ class ControllerNode(Node):
         self._reported: dict[str, int] = {}  # refusal totals at the last periodic report
 
         overrides = qos.qos_overrides()
+        limits = self._ctl.limits
+        self._output = CommandOutput(
+            declare_config(self, OutputConfig, prefix='output.').value, self._names,
+            self._ctl.tracker.preview, limits.q_min, limits.q_max,
+        )  # fmt: skip
         self._cmd_pub = self.create_publisher(
-            JointState, 'joint_commands', qos.COMMAND, qos_overriding_options=overrides
-        )
+            self._output.msg_type, self._output.config.topic, qos.COMMAND,
+            qos_overriding_options=overrides,
+        )  # fmt: skip
         self._state_pub = None
         if node_cfg.publish_state:
             self._state_pub = self.create_publisher(
@@ -466,12 +476,10 @@ class ControllerNode(Node):
         if not np.all(np.isfinite(values)):  # the core guarantees this; never trust one layer
             self._blocked_nonfinite += 1
             return
-        msg = JointState()
-        msg.header.stamp = seconds_to_stamp(cmd.t)
-        msg.name = self._names
-        setattr(msg, cmd.mode, values.tolist())
-        self._cmd_pub.publish(msg)
-        self._last_command = time.monotonic()
+        msg = self._output.message(cmd)
+        if msg is not None:
+            self._cmd_pub.publish(msg)
+            self._last_command = time.monotonic()
 
     def _publish_state(self, cmd: ControlCommand) -> None:
         ref = cmd.reference

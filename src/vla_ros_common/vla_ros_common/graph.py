@@ -25,8 +25,8 @@ Parameter files are standard ROS 2 params YAML (``node_name: {ros__parameters: .
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 import importlib
 import os
 from pathlib import Path
@@ -35,7 +35,7 @@ from typing import Any
 
 import yaml
 
-__all__ = ['GraphError', 'GraphSpec', 'NodeSpec', 'load_graph', 'resolve_plugin']
+__all__ = ['GraphError', 'GraphSpec', 'NodeSpec', 'load_graph', 'resolve_plugin', 'with_views']
 
 _NAME = re.compile(r'^[A-Za-z][A-Za-z0-9_]*$')
 _NAMESPACE = re.compile(r'^(/?[A-Za-z][A-Za-z0-9_]*)*/?$|^$')
@@ -213,6 +213,26 @@ def load_graph(path: str | Path, config_dir: str | Path | None = None) -> GraphS
         nodes=tuple(nodes),
         description=str(data.get('description') or ''),
     )
+
+
+# config/graphs/view.yaml: the nodes the views add (rviz:=true / view:=true, --rviz / --view).
+VIEW_GRAPH = 'view.yaml'
+
+
+def with_views(graph: GraphSpec, names: Sequence[str]) -> GraphSpec:
+    """``graph`` plus the named nodes of ``graphs/view.yaml`` in its config directory
+    (``viz_markers``: rviz's markers, ``web_view``: the browser view); one the graph already has
+    is not added again."""
+    have = {spec.name for spec in graph.nodes}
+    names = [name for name in names if name not in have]
+    if not names:
+        return graph
+    views = load_graph(graph.config_dir / 'graphs' / VIEW_GRAPH, graph.config_dir)
+    try:
+        extra = tuple(views.node(name) for name in names)
+    except KeyError as err:
+        raise GraphError(f'{views.path}: no view node {err}') from None
+    return replace(graph, nodes=graph.nodes + extra)
 
 
 def resolve_plugin(plugin: str) -> type:

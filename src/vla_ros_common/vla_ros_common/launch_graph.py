@@ -4,7 +4,9 @@ Every launch file of the suite is two lines around :func:`graph_launch_descripti
 the embedded runner read the same graph. Lifecycle nodes configure and activate themselves
 (``autostart`` parameter, default true; set it false to drive them with ``ros2 lifecycle``).
 Where robot_state_publisher is installed it replaces our ``robot_state_node`` (same topics, the same
-URDF passed as its ``robot_description`` parameter).
+URDF passed as its ``robot_description`` parameter). ``rviz:=true`` adds rviz2 with
+config/rviz/vla.rviz and the node that publishes its markers, ``view:=true`` the browser view
+(:func:`launch_views`; the nodes are those of config/graphs/view.yaml).
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ from typing import Any
 
 import yaml
 
-from vla_ros_common.graph import NodeSpec, load_graph
+from vla_ros_common.graph import NodeSpec, load_graph, with_views
 
-__all__ = ['LaunchEntry', 'graph_launch_description', 'launch_entry']
+__all__ = ['LaunchEntry', 'graph_launch_description', 'launch_entry', 'launch_views']
 
 # Parameters robot_state_publisher shares with robot_state_node (the rest are ours).
 _RSP_PARAMETERS = ('publish_frequency', 'frame_prefix', 'use_sim_time')
@@ -66,11 +68,24 @@ def launch_entry(spec: NodeSpec, has_package: Callable[[str], bool]) -> LaunchEn
                        [{'robot_description': text, **params}])  # fmt: skip
 
 
+def launch_views(rviz: str, view: str) -> list[str]:
+    """The view nodes (config/graphs/view.yaml) that the ``rviz`` and ``view`` launch arguments
+    ask for; ValueError on a value that is not a boolean."""
+    names = []
+    for value, argument, node in ((rviz, 'rviz', 'viz_markers'), (view, 'view', 'web_view')):
+        flag = value.strip().lower()
+        if flag not in ('true', 'false', '1', '0'):
+            raise ValueError(f'{argument}:={value!r}: expected true or false')
+        if flag in ('true', '1'):
+            names.append(node)
+    return names
+
+
 def graph_launch_description(default_graph: str):  # -> launch.LaunchDescription
     # Imported here: launch/launch_ros exist only on a real ROS 2 install, and this module must
     # stay importable (and testable) without them.
     from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
-    from launch.actions import DeclareLaunchArgument, OpaqueFunction
+    from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
     from launch.substitutions import LaunchConfiguration
     from launch_ros.actions import Node
 
@@ -90,9 +105,23 @@ def graph_launch_description(default_graph: str):  # -> launch.LaunchDescription
         if not os.path.isabs(graph_file):
             graph_file = os.path.join(config_dir, 'graphs', graph_file)
         namespace = LaunchConfiguration('namespace').perform(context)
-        graph = load_graph(graph_file, config_dir)
+        flags = (LaunchConfiguration(name).perform(context) for name in ('rviz', 'view'))
+        views = launch_views(*flags)
+        graph = with_views(load_graph(graph_file, config_dir), views)
         entries = [(spec, launch_entry(spec, has_package)) for spec in graph.nodes]
-        return [
+        rviz = []
+        if 'viz_markers' in views and not has_package('rviz2'):
+            rviz = [
+                LogInfo(
+                    msg='rviz2 is not installed (apt install ros-$ROS_DISTRO-rviz2): '
+                    'the markers are published on viz/markers for an rviz elsewhere'
+                )
+            ]
+        elif 'viz_markers' in views:
+            rviz_config = os.path.join(config_dir, 'rviz', 'vla.rviz')
+            rviz = [Node(package='rviz2', executable='rviz2', name='rviz2', namespace=namespace,
+                         arguments=['-d', rviz_config], output='screen')]  # fmt: skip
+        return rviz + [
             Node(
                 package=entry.package,
                 executable=entry.executable,
@@ -118,6 +147,16 @@ def graph_launch_description(default_graph: str):  # -> launch.LaunchDescription
                 'namespace',
                 default_value='',
                 description='namespace of every node whose graph entry sets none',
+            ),
+            DeclareLaunchArgument(
+                'rviz',
+                default_value='false',
+                description='start rviz2 (config/rviz/vla.rviz) and the node of its markers',
+            ),
+            DeclareLaunchArgument(
+                'view',
+                default_value='false',
+                description='start the browser view (vla_viz web_view, needs rerun-sdk)',
             ),
             OpaqueFunction(function=nodes),
         ]

@@ -3,6 +3,7 @@
     vla run config/graphs/demo.yaml                 # one process
     vla run config/graphs/demo.yaml --processes     # one per group
     vla run config/graphs/demo.yaml --duration 10   # stop after 10 s
+    vla run config/graphs/demo.yaml --view          # + the browser view
 
 Nodes get exactly the ``--ros-args`` launch_ros would give them (name, namespace, params files,
 remappings), plus the inline parameters, so a graph behaves the same under ``ros2 launch``.
@@ -27,7 +28,14 @@ from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
 
 from vla_core.config import ConfigError
-from vla_ros_common.graph import GraphError, GraphSpec, NodeSpec, load_graph, resolve_plugin
+from vla_ros_common.graph import (
+    GraphError,
+    GraphSpec,
+    NodeSpec,
+    load_graph,
+    resolve_plugin,
+    with_views,
+)
 from vla_ros_common.node_main import StopSignal, spin_nodes, start_node
 
 __all__ = ['create_node', 'main', 'run_group']
@@ -102,7 +110,9 @@ def run_group(graph: GraphSpec, group: str | None, duration: float | None, threa
         rclpy.try_shutdown()
 
 
-def run_processes(graph: GraphSpec, duration: float | None, threads: int) -> int:
+def run_processes(
+    graph: GraphSpec, duration: float | None, threads: int, views: Sequence[str] = ()
+) -> int:
     """One child process per group; a child that fails stops the rest."""
     stop = StopSignal()
     stop.install()
@@ -116,6 +126,7 @@ def run_processes(graph: GraphSpec, duration: float | None, threads: int) -> int
         str(graph.config_dir),
         '--threads',
         str(threads),
+        *(f'--{_VIEW_FLAGS[name]}' for name in views),
     ]
     for group in graph.processes:
         children[group] = subprocess.Popen([*base, '--group', group])
@@ -150,6 +161,10 @@ def run_processes(graph: GraphSpec, duration: float | None, threads: int) -> int
     return 1 if failed else 0
 
 
+# The runner's view options and the view nodes they add (config/graphs/view.yaml).
+_VIEW_FLAGS = {'web_view': 'view', 'viz_markers': 'rviz'}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog='vla run', description=__doc__.splitlines()[0])
     parser.add_argument('graph', type=Path, help='graph YAML (config/graphs/*.yaml)')
@@ -166,12 +181,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         help='executor threads per process (1: single-threaded, the low-latency default)',
     )  # fmt: skip
     parser.add_argument('--list', action='store_true', help='print the graph and exit')
+    parser.add_argument(
+        '--view', action='store_true',
+        help='add the browser view (vla_viz web_view, needs rerun-sdk; it logs the URL to open)',
+    )  # fmt: skip
+    parser.add_argument(
+        '--rviz', action='store_true',
+        help='add the rviz markers (viz/markers); rviz itself needs a real ROS 2 install: run '
+        'rviz2 -d config/rviz/vla.rviz there, on this ROS_DOMAIN_ID',
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    views = [name for name, flag in _VIEW_FLAGS.items() if getattr(args, flag)]
+    if args.view:
+        try:
+            import rerun  # noqa: F401  (the browser view's optional dependency)
+        except ImportError:
+            print("[vla_run] --view needs rerun-sdk: pip install 'rerun-sdk>=0.41'",
+                  file=sys.stderr)  # fmt: skip
+            return 2
     try:
-        graph = load_graph(args.graph, args.config_dir)
+        graph = with_views(load_graph(args.graph, args.config_dir), views)
     except GraphError as err:
         print(f'[vla run] {err}', file=sys.stderr)
         return 2
+    if args.rviz and args.group is None:
+        _log(graph, None, 'markers on /viz/markers; rviz itself needs a real ROS 2 install: '
+             f'rviz2 -d {graph.config_dir / "rviz" / "vla.rviz"} (ROS_DOMAIN_ID '
+             f'{os.environ.get("ROS_DOMAIN_ID", "0")})')  # fmt: skip
     if args.list:
         for spec in graph.nodes:
             print(
@@ -180,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         return 0
     if args.processes and args.group is None and len(graph.processes) > 1:
-        return run_processes(graph, args.duration, args.threads)
+        return run_processes(graph, args.duration, args.threads, views)
     return run_group(graph, args.group, args.duration, args.threads)
 
 
