@@ -61,6 +61,7 @@ from std_msgs.msg import Bool
 from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
+from vla_core.chunk import ActionChunk
 from vla_core.config import Config, iter_params, param
 from vla_core.control import (
     ControlCommand,
@@ -75,6 +76,7 @@ from vla_core.control import (
 from vla_interfaces.msg import ActionChunk as ActionChunkMsg
 from vla_ros_common import diagnostics, qos
 from vla_ros_common.conversions import chunk_from_msg, seconds_to_stamp, stamp_to_seconds
+from vla_ros_common.jsonl import JsonLinesLog
 from vla_ros_common.node_main import run_node
 from vla_ros_common.params import ParameterError, declare_config
 
@@ -123,6 +125,24 @@ class ControllerNodeConfig(Config):
     diagnostics_period: float = param(
         1.0, description='period of the /diagnostics report [s]', range=(0.05, 60.0), read_only=True
     )
+    tick_source: str = param(
+        'timer',
+        description='timer: the control loop at loop.rate_hz; joint_states: one tick per joint '
+        "state, at its stamp (lockstep evaluation: the simulator waits for each tick's command)",
+        choices=('timer', 'joint_states'),
+        read_only=True,
+    )
+    chunk_delay: float = param(
+        0.0,
+        description='a chunk takes effect no earlier than this long after its stamp (an inference '
+        'latency injected in control time, for evaluations) [s]',
+        range=(0.0, 10.0),
+        read_only=True,
+    )
+    timing_log: str = param(
+        '', description='append the age of every chunk when it is spliced in (JSON lines)',
+        read_only=True,
+    )  # fmt: skip
 
 
 class JointStateMapper:
@@ -221,6 +241,12 @@ class ControllerNode(Node):
         self._mapper = JointStateMapper(cfg.joint_names, node_cfg.ignore_unknown_joints)
         self._receipt_stamp = node_cfg.state_stamp == 'receipt'
         self._loop_clock = LoopClock(self.get_clock())
+        self._on_state_ticks = node_cfg.tick_source == 'joint_states'
+        # Chunks wait here for their tick when ticks follow joint states or a delay is injected.
+        self._hold_chunks = self._on_state_ticks or node_cfg.chunk_delay > 0.0
+        self._held: list[ActionChunk] = []
+        self._timing = JsonLinesLog(node_cfg.timing_log) if node_cfg.timing_log else None
+        self._spliced_stamp = math.nan
 
         # Written by callbacks, read by the control loop and the diagnostics.
         self._state_lock = threading.Lock()
@@ -252,18 +278,19 @@ class ControllerNode(Node):
         self._diag_pub = self.create_publisher(
             DiagnosticArray, '/diagnostics', qos.DIAGNOSTICS, qos_overriding_options=overrides
         )
-        self.create_subscription(
-            JointState,
-            'joint_states',
-            self._on_joint_state,
-            qos.SENSOR_IN,
-            qos_overriding_options=overrides,
-        )
+        # Chunks first: when both are ready, the executor takes them in creation order.
         self.create_subscription(
             ActionChunkMsg,
             'control/reference',
             self._on_chunk,
             qos.ACTION_CHUNK,
+            qos_overriding_options=overrides,
+        )
+        self.create_subscription(
+            JointState,
+            'joint_states',
+            self._on_joint_state,
+            qos.SENSOR_IN,
             qos_overriding_options=overrides,
         )
         safety = MutuallyExclusiveCallbackGroup()
@@ -283,7 +310,8 @@ class ControllerNode(Node):
         )
 
         self._loop = DeadlineLoop(self._loop_cfg.value, self._step, name='controller_loop')
-        self._loop.start()
+        if not self._on_state_ticks:
+            self._loop.start()
         self.get_logger().info(
             f'{cfg.output_mode} control of {self._names} at {self._loop_cfg.value.rate_hz:g} Hz '
             f'({cfg.classic}, residual {"on" if self._ctl.residual.active else "off"}) -> '
@@ -342,12 +370,17 @@ class ControllerNode(Node):
         stamp = receipt
         if not self._receipt_stamp:
             header = stamp_to_seconds(msg.header.stamp)
-            if header > 0.0:
+            if self._on_state_ticks:  # the sample's own time is the tick's
+                stamp = header
+            elif header > 0.0:
                 stamp = min(header, receipt)  # a future stamp would blind the watchdog
         # NaN/Inf values go to the core, which rejects and counts them.
         sample = JointSample(stamp, q, qd, effort)
         with self._state_lock:
             self._latest = sample
+        if self._on_state_ticks and (math.isnan(self._last_t) or stamp > self._last_t):
+            dt = stamp - self._last_t if math.isfinite(self._last_t) else self._last_dt
+            self._tick(stamp, dt)
 
     def _on_chunk(self, msg: ActionChunkMsg) -> None:
         now = self._now()
@@ -359,6 +392,13 @@ class ControllerNode(Node):
                 f'malformed chunk (sequence {msg.sequence}, source {msg.source!r}): {err}'
             )
             return
+        if self._hold_chunks:
+            with self._state_lock:
+                self._held.append(chunk)
+            return
+        self._push(chunk, now)
+
+    def _push(self, chunk: ActionChunk, now: float) -> None:
         before = self._ctl.tracker.metrics
         if not self._ctl.push_chunk(chunk, now):
             reason = _refusal_reason(before, self._ctl.tracker.metrics)
@@ -389,6 +429,8 @@ class ControllerNode(Node):
             res.message = 'refused: the estop topic still asserts true; publish false first'
             return res
         was_latched = self._ctl.reset()
+        with self._state_lock:
+            self._held.clear()  # the last episode's chunks must not act in the next
         res.success = True
         res.message = (
             'released; holding the current position until a fresh chunk arrives'
@@ -410,11 +452,17 @@ class ControllerNode(Node):
 
     def _step(self, deadline: float, dt: float) -> None:
         tick = self._loop_clock.tick(deadline, dt)
-        if tick is None:
-            return
-        t, dt = tick
+        if tick is not None:
+            self._tick(*tick)
+
+    def _tick(self, t: float, dt: float) -> None:
         with self._state_lock:
             sample = self._latest
+            due = [c for c in self._held if t - c.stamp >= self._node_cfg.value.chunk_delay]
+            due = [c for c in due if t > c.stamp]  # never at the tick it was observed
+            self._held = [c for c in self._held if c not in due]
+        for chunk in due:
+            self._push(chunk, t)
         try:
             cmd = self._ctl.update(t, dt, sample)
         except Exception as err:  # a bug must not kill the loop silently: latch a hold instead
@@ -430,6 +478,10 @@ class ControllerNode(Node):
         self._last_t, self._last_dt = t, dt
         if cmd is None:  # no valid joint state yet: nothing to command
             return
+        stamp = cmd.reference.chunk_stamp
+        if self._timing is not None and stamp != self._spliced_stamp and math.isfinite(stamp):
+            self._timing.append({'t': t, 'chunk_stamp': stamp, 'chunk_age': t - stamp})
+        self._spliced_stamp = stamp
         self._publish_command(cmd)
         if cmd.status != self._status:
             self._status = cmd.status
@@ -463,6 +515,8 @@ class ControllerNode(Node):
     # --- diagnostics ------------------------------------------------------------------------------
 
     def _publish_periodic_diagnostics(self) -> None:
+        if self._timing is not None:
+            self._timing.flush()
         self._diag_pub.publish(self._diagnostics(self.get_clock().now().to_msg(), periodic=True))
 
     def _diagnostics(self, stamp: object, *, periodic: bool) -> DiagnosticArray:
@@ -522,7 +576,7 @@ class ControllerNode(Node):
             'loop_errors': self._loop_errors,
             'last_loop_error': self._last_loop_error,
         }
-        if periodic:  # the statistics sort the history: not on the control thread
+        if periodic and not self._on_state_ticks:  # sorts the history: not on the control thread
             s = self._loop.stats()
             values.update(
                 rate_hz=self._loop_cfg.value.rate_hz,
@@ -539,7 +593,7 @@ class ControllerNode(Node):
         return diagnostics.diagnostic_array(stamp, [status])
 
     def _level_and_message(self, m: ControllerMetrics, cfg: ControllerConfig) -> tuple[bytes, str]:
-        if not self._loop.running:
+        if not self._loop.running and not self._on_state_ticks:
             return diagnostics.ERROR, f'control loop stopped: {self._loop.error}'
         if self._status == 'waiting':
             return diagnostics.WARN, 'waiting for valid joint_states: no commands'
@@ -567,6 +621,9 @@ class ControllerNode(Node):
                 self.get_logger().error('control loop did not stop: no safe stop published')
             else:
                 self._publish_safe_stop()
+        timing = getattr(self, '_timing', None)
+        if timing is not None:
+            timing.close()
         super().destroy_node()
 
     def _publish_safe_stop(self) -> None:

@@ -10,15 +10,30 @@ of the sim's actuation mode, by joint name); NaN/Inf, wrong-length or unknown-jo
 refused with a diagnostic and never applied. With ``expert_rate_hz`` > 0 the scripted expert,
 which needs privileged sim state, publishes ``expert/action_chunk`` from the same process.
 
+Episodes: ``seed_schedule`` ``per_task`` runs the (task, seed) pairs of the in-process evaluation
+(:func:`vla_sim.tasks.episode_schedule`: every task of ``task_cycle`` at seeds ``seed``,
+``seed + 1``, ... interleaved), ``per_episode`` the next task and seed every episode; with
+``episodes_per_task`` the schedule ends and no new episode starts. Each episode's outcome (success,
+time, failure diagnostics) goes to ``episode_log`` (JSON lines) and the table of all of them is
+logged at shutdown. ``reset_controller`` names a Trigger service (the controller's
+``control/reset``) called at every reset: chunks of the last episode must not act in the next.
+
 Time: sim time runs from 0 in each episode; stamps are ``epoch + sim time of all episodes so
 far``, monotone across resets. ``real_time_factor`` paces the physics thread against the wall
-clock with absolute deadlines (0: as fast as possible).
+clock with absolute deadlines (0: as fast as possible). ``lockstep`` instead waits, every control
+period, for the controller's command stamped with that tick and, at each camera frame, for the
+chunk computed from it on ``lockstep_chunks`` (:mod:`vla_sim.lockstep`; the controller's
+``chunk_delay`` sets when it takes effect): deterministic, and as fast as the nodes compute. Its
+epoch is fixed (1000 s), so runs repeat.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+import itertools
+import json
+from pathlib import Path
 import threading
 import time
 
@@ -28,6 +43,7 @@ from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, Imu, JointState
 from std_msgs.msg import String
+from std_srvs.srv import Trigger
 from tf2_msgs.msg import TFMessage
 
 from vla_core.chunk import ActionChunk
@@ -40,12 +56,14 @@ from vla_ros_common import diagnostics, qos
 from vla_ros_common.conversions import camera_info_msg, chunk_to_msg, seconds_to_stamp
 from vla_ros_common.image import numpy_to_image
 from vla_ros_common.node_main import run_node
-from vla_ros_common.params import declare_config
+from vla_ros_common.params import ParameterError, declare_config
 from vla_ros_common.tf import to_transform_msg
 from vla_sim.config import SimConfig
 from vla_sim.expert import ExpertConfig, PushExpert
+from vla_sim.lockstep import LockstepGate, LockstepTimeoutError
+from vla_sim.outcomes import EpisodeOutcome, EpisodeProbe, summary_lines
 from vla_sim.sim import MujocoSim
-from vla_sim.tasks import TASKS, TabletopTask, TaskConfig
+from vla_sim.tasks import TASKS, TabletopTask, TaskConfig, episode_schedule
 
 __all__ = ['SimNode', 'SimNodeConfig', 'joint_command_from_msg']
 
@@ -64,9 +82,34 @@ class SimNodeConfig(Config):
         choices=tuple(TASKS),
     )
     seed: int = param(0, description='seed of the first episode', range=(0, 2**31 - 1))
+    seed_schedule: str = param(
+        'per_episode',
+        description='per_episode: the next task of task_cycle and the next seed every episode; '
+        'per_task: every task at seed, seed + 1, ... interleaved (the pairs of the in-process '
+        'evaluation; task_name unused)',
+        choices=('per_episode', 'per_task'),
+    )
+    episodes_per_task: int = param(
+        0, description='per_task: seeds per task, then no new episode; 0: endless',
+        range=(0, 1_000_000),
+    )  # fmt: skip
     auto_reset: bool = param(
         True, description='start the next episode (next seed) after success or the time limit'
     )
+    episode_log: str = param('', description='append each episode outcome here (JSON lines)')
+    reset_controller: str = param(
+        '', description="Trigger service called at every reset (the controller's control/reset)"
+    )
+    lockstep: bool = param(
+        False, description='step only when the command for the tick (and due chunks) arrived'
+    )
+    lockstep_chunks: str = param(
+        '', description='lockstep: topic of the chunks awaited for each camera frame; empty: none'
+    )
+    lockstep_timeout: float = param(
+        60.0, description='lockstep: wall time to wait for a command or chunk [s]',
+        range=(0.1, 3600.0),
+    )  # fmt: skip
     real_time_factor: float = param(
         1.0, description='sim seconds per wall second; 0 runs as fast as possible',
         range=(0.0, 100.0),
@@ -87,6 +130,10 @@ class SimNodeConfig(Config):
     diagnostics_period: float = param(1.0, description='[s]', range=(0.1, 60.0))
 
 
+def _stamp_ns(stamp) -> int:
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
+
+
 def joint_command_from_msg(msg: JointState, mode: str) -> JointCommand:
     """The command in ``msg``'s field for ``mode``; CommandError says what is wrong."""
     values = {'position': msg.position, 'velocity': msg.velocity, 'effort': msg.effort}[mode]
@@ -102,18 +149,33 @@ class SimNode(Node):
         cfg = self._cfg
         self.sim = MujocoSim(cfg.sim)
         self.sim.connect()
-        self.task = TabletopTask(self.sim, cfg.task_name, cfg.task)
+        self._schedule = self._make_schedule(cfg)
+        first_task, first_seed = next(self._schedule)
+        self.task = TabletopTask(self.sim, first_task, cfg.task)
         self.expert = PushExpert(self.sim, cfg.expert)
         self._lock = threading.Lock()
         self._pending_command: JointCommand | None = None
         self._pending_reset: tuple[str, int, threading.Event] | None = None
         self._counters = {'commands': 0, 'rejected_commands': 0, 'episodes': 0, 'successes': 0}
         self._last_rejection = ''
-        self._epoch = time.time()
+        # Lockstep: a fixed epoch, so stamps (and every float computed from them) repeat.
+        self._epoch = 1000.0 if cfg.lockstep else time.time()
         self._time_offset = 0.0  # sim time of finished episodes
-        self._seed = cfg.seed
+        self._seed = first_seed
         self._episode_state = EpisodeStatus.RUNNING
+        self._episode_start = 0.0  # robot-clock stamp of the episode's start
+        self._probe: EpisodeProbe | None = None
+        self._outcomes: list[EpisodeOutcome] = []
+        self._log = Path(cfg.episode_log) if cfg.episode_log else None
+        if self._log is not None:
+            self._log.parent.mkdir(parents=True, exist_ok=True)
         self._rtf_window: tuple[float, float] = (time.monotonic(), 0.0)
+        self._gate: LockstepGate | None = None
+        if cfg.lockstep:
+            self._gate = LockstepGate(cfg.lockstep_timeout)
+            if self._every(cfg.state_rate_hz) != 1:
+                raise ParameterError('state_rate_hz', 'lockstep needs joint_states every tick')
+        self._last_sent: dict[str, list] = {}  # lockstep: messages to re-send if one was lost
 
         self._joint_pub = self.create_publisher(JointState, 'joint_states', qos.SENSOR_OUT)
         self._applied_pub = self.create_publisher(JointState, 'applied_joint_commands', qos.COMMAND)
@@ -139,19 +201,43 @@ class SimNode(Node):
                 info,
             )
         self.create_subscription(JointState, 'joint_commands', self._on_command, qos.COMMAND)
+        if self._gate is not None and cfg.lockstep_chunks:
+            self.create_subscription(
+                ActionChunkMsg, cfg.lockstep_chunks, self._on_chunk, qos.ACTION_CHUNK
+            )
+        self._reset_client = (
+            self.create_client(Trigger, cfg.reset_controller) if cfg.reset_controller else None
+        )
         self.create_service(ResetEpisode, 'sim/reset', self._on_reset)
         self.create_timer(cfg.diagnostics_period, self._publish_diagnostics)
 
-        self._reset_episode(cfg.task_name, cfg.seed)
+        self._reset_episode(first_task, first_seed, first=True)
         self._running = True
         self._thread = threading.Thread(target=self._run, name='sim', daemon=True)
         self._thread.start()
+
+    @staticmethod
+    def _make_schedule(cfg: SimNodeConfig) -> Iterator[tuple[str, int]]:
+        cycle = cfg.task_cycle or (cfg.task_name,)
+        if cfg.seed_schedule == 'per_task':
+            return episode_schedule(cycle, cfg.seed, cfg.episodes_per_task or None)
+
+        def per_episode() -> Iterator[tuple[str, int]]:
+            task = cfg.task_name
+            for seed in itertools.count(cfg.seed):
+                yield task, seed
+                task = cycle[(cycle.index(task) + 1) % len(cycle)] if task in cycle else cycle[0]
+
+        return per_episode()
 
     # --- time -----------------------------------------------------------------------------------
 
     def stamp_of(self, sim_time: float) -> float:
         """Robot-clock seconds (= /clock) of a time in the current episode's sim time."""
         return self._epoch + self._time_offset + sim_time
+
+    def _now_ns(self) -> int:
+        return _stamp_ns(seconds_to_stamp(self.stamp_of(self.sim.now())))
 
     # --- callbacks (executor threads) -----------------------------------------------------------
 
@@ -170,6 +256,12 @@ class SimNode(Node):
         with self._lock:
             self._pending_command = cmd
             self._counters['commands'] += 1
+        if self._gate is not None:
+            self._gate.command_arrived(_stamp_ns(msg.header.stamp))
+
+    def _on_chunk(self, msg: ActionChunkMsg) -> None:
+        assert self._gate is not None
+        self._gate.chunk_arrived(_stamp_ns(msg.header.stamp))
 
     def _next_task(self) -> str:
         cycle = self._cfg.task_cycle or (self.task.name,)
@@ -199,20 +291,36 @@ class SimNode(Node):
 
     # --- the physics thread ---------------------------------------------------------------------
 
-    def _reset_episode(self, task: str, seed: int) -> None:
+    def _reset_episode(self, task: str, seed: int, first: bool = False) -> None:
         self._time_offset += self.sim.now()
         if task != self.task.name:
             self.task = TabletopTask(self.sim, task, self._cfg.task)
         self.task.reset(seed)
         self._seed = seed
+        self._probe = EpisodeProbe(self.sim, self.task.block, self.task.target_xy)
+        self._episode_start = self.stamp_of(0.0)
         self._counters['episodes'] += 1
         self._episode_state = EpisodeStatus.RUNNING
+        if not first:  # (a controller starting up has nothing to forget)
+            self._reset_controller()
         self._instruction_pub.publish(String(data=self.task.instruction))
         self._publish_status()
         self._publish_static_tf()
         self.get_logger().info(
             f'episode {self._counters["episodes"]}: {task} seed {seed}: "{self.task.instruction}"'
         )
+
+    def _reset_controller(self) -> None:
+        """The controller forgets the last episode's chunks (lockstep: before the next tick)."""
+        client = self._reset_client
+        if client is None or not client.service_is_ready():
+            return
+        future = client.call_async(Trigger.Request())
+        if self._gate is not None:
+            done = threading.Event()
+            future.add_done_callback(lambda _f: done.set())
+            if not done.wait(self._cfg.lockstep_timeout):
+                raise LockstepTimeoutError(f'lockstep: {self._cfg.reset_controller} did not answer')
 
     def _every(self, rate_hz: float) -> int:
         """Control ticks between publications at ``rate_hz`` (0: never)."""
@@ -222,50 +330,73 @@ class SimNode(Node):
 
     def _run(self) -> None:
         cfg = self._cfg
-        every_state = self._every(cfg.state_rate_hz)
-        every_imu = self._every(cfg.imu_rate_hz)
-        every_camera = self._every(cfg.camera_rate_hz)
-        every_expert = self._every(cfg.expert_rate_hz)
+        every = tuple(
+            self._every(r)
+            for r in (cfg.state_rate_hz, cfg.imu_rate_hz, cfg.camera_rate_hz, cfg.expert_rate_hz)
+        )
         try:
-            self._loop(every_state, every_imu, every_camera, every_expert)
+            self._loop(*every)
+        except LockstepTimeoutError as err:  # a node of the graph is gone: say so, stop stepping
+            self.get_logger().error(f'{err}; the simulation stopped')
         finally:
             self.sim.disconnect()  # renderers' EGL contexts belong to this thread
 
     def _loop(self, every_state: int, every_imu: int, every_camera: int, every_expert: int) -> None:
+        """Per control period: the tick's messages (from the episode's first tick on), the
+        lockstep waits, the command, one period of physics, the episode's outcome."""
         cfg = self._cfg
+        gate = self._gate
         period = self.sim.control_period
         wall_start = time.monotonic()
         sim_elapsed = 0.0
-        tick = 0
+        tick = 0  # control periods since the episode started
         while self._running:
             with self._lock:
-                command, self._pending_command = self._pending_command, None
                 reset, self._pending_reset = self._pending_reset, None
             if reset is not None:
                 task, seed, done = reset
                 self._end_episode(EpisodeStatus.ABORTED)
                 self._reset_episode(task, seed)
+                tick = 0
                 done.set()
+            if every_expert and tick % every_expert == 0:
+                self._publish_expert()  # before the joint state that the controller ticks on
+            if every_state and tick % every_state == 0:
+                self._publish_state()
+            if every_imu and tick % every_imu == 0:
+                self._publish_imu()
+            if every_camera and tick % every_camera == 0:
+                self._publish_cameras()
+                if gate is not None and cfg.lockstep_chunks:
+                    gate.await_chunk(self._now_ns(), self._resend('cameras'))
+            if gate is not None:
+                gate.await_command(self._now_ns(), self._resend('state'))
+            with self._lock:
+                command, self._pending_command = self._pending_command, None
             if command is not None:
                 applied = self.sim.send_command(command)
                 self._applied_pub.publish(self._joint_msg(applied.values, applied.mode))
             self.sim.step(1)
             tick += 1
             sim_elapsed += period
-            if every_state and tick % every_state == 0:
-                self._publish_state()
-                self._check_episode()
-            if every_imu and tick % every_imu == 0:
-                self._publish_imu()
-            if every_camera and tick % every_camera == 0:
-                self._publish_cameras()
-            if every_expert and tick % every_expert == 0:
-                self._publish_expert()
-            if cfg.real_time_factor > 0.0:
+            if self._probe is not None:
+                self._probe.step()
+            if self._check_episode():
+                tick = 0
+            if cfg.real_time_factor > 0.0 and gate is None:
                 # Absolute deadlines: lateness is caught up, never accumulated as drift.
                 delay = wall_start + sim_elapsed / cfg.real_time_factor - time.monotonic()
                 if delay > 0.0:
                     time.sleep(delay)
+
+    def _resend(self, kind: str):
+        """Re-publish the last messages of ``kind`` (a sample the graph lost, lockstep)."""
+
+        def resend() -> None:
+            for publisher, msg in self._last_sent.get(kind, []):
+                publisher.publish(msg)
+
+        return resend
 
     def _joint_msg(self, values: np.ndarray, mode: str) -> JointState:
         msg = JointState()
@@ -286,6 +417,7 @@ class SimNode(Node):
         msg.velocity = state.velocity.tolist()
         msg.effort = state.effort.tolist()
         self._joint_pub.publish(msg)
+        self._last_sent['state'] = [(self._joint_pub, msg)]
         dynamic = [f for f in self.sim.tf_frames() if not f.static]
         self._tf_pub.publish(TFMessage(transforms=[
             to_transform_msg(f.parent, f.child, f.pose.position, f.pose.quat_wxyz, stamp)
@@ -315,13 +447,15 @@ class SimNode(Node):
 
     def _publish_cameras(self) -> None:
         stamp = seconds_to_stamp(self.stamp_of(self.sim.now()))
+        sent = list(self._last_sent.get('state', []))  # the policy pairs frames with this state
         for cam, (image_pub, info_pub, info) in self._cameras.items():
             pixels = self.sim.render(cam)
-            image_pub.publish(
-                numpy_to_image(pixels, 'rgb8', frame_id=f'{cam}_optical_frame', stamp=stamp)
-            )
+            image = numpy_to_image(pixels, 'rgb8', frame_id=f'{cam}_optical_frame', stamp=stamp)
+            image_pub.publish(image)
             info.header.stamp = stamp
             info_pub.publish(info)
+            sent.append((image_pub, image))
+        self._last_sent['cameras'] = sent
 
     def _publish_expert(self) -> None:
         chunk = self.expert.act(self.task.block, self.task.target_xy)
@@ -335,27 +469,53 @@ class SimNode(Node):
         )
         self._chunk_pub.publish(chunk_to_msg(stamped))
 
-    def _check_episode(self) -> None:
+    def _check_episode(self) -> bool:
+        """End the episode on success or time-out and start the scheduled next one; whether a
+        new episode started."""
         if self._episode_state != EpisodeStatus.RUNNING:
-            return
+            return False
         if self.task.is_success():
             self._counters['successes'] += 1
             self._end_episode(EpisodeStatus.SUCCEEDED)
         elif self.task.is_timed_out():
             self._end_episode(EpisodeStatus.TIMED_OUT)
-        if self._episode_state != EpisodeStatus.RUNNING and self._cfg.auto_reset:
-            self._reset_episode(self._next_task(), self._seed + 1)
+        if self._episode_state == EpisodeStatus.RUNNING or not self._cfg.auto_reset:
+            return False
+        following = next(self._schedule, None)
+        if following is None:
+            self.get_logger().info(
+                f'schedule complete: {len(self._outcomes)} episodes; no new episode starts'
+            )
+            return False
+        self._reset_episode(*following)
+        return True
 
     def _end_episode(self, state: int) -> None:
-        if self._episode_state == EpisodeStatus.RUNNING:
-            self._episode_state = state
-            self._publish_status()
-            outcome = {EpisodeStatus.SUCCEEDED: 'succeeded', EpisodeStatus.TIMED_OUT: 'timed out'}
-            self.get_logger().info(
-                f'episode {self._counters["episodes"]} {outcome.get(state, "aborted")} after '
-                f'{self.task.elapsed:.1f} s ({self._counters["successes"]}/'
-                f'{self._counters["episodes"]} succeeded)'
-            )
+        if self._episode_state != EpisodeStatus.RUNNING:
+            return
+        self._episode_state = state
+        self._publish_status()
+        outcome = {EpisodeStatus.SUCCEEDED: 'succeeded', EpisodeStatus.TIMED_OUT: 'timed out'}
+        self.get_logger().info(
+            f'episode {self._counters["episodes"]} {outcome.get(state, "aborted")} after '
+            f'{self.task.elapsed:.1f} s ({self._counters["successes"]}/'
+            f'{self._counters["episodes"]} succeeded)'
+        )
+        if state == EpisodeStatus.ABORTED or self._probe is None:
+            return
+        result = self._probe.outcome(
+            self.task.name, self._seed, state == EpisodeStatus.SUCCEEDED, self.task.elapsed
+        )
+        self._outcomes.append(result)
+        if self._log is not None:
+            record = {
+                'episode': self._counters['episodes'],
+                **asdict(result),
+                'start_stamp': self._episode_start,
+                'end_stamp': self.stamp_of(self.sim.now()),
+            }
+            with self._log.open('a') as f:
+                f.write(json.dumps(record) + '\n')
 
     def _publish_status(self) -> None:
         msg = EpisodeStatus()
@@ -389,8 +549,14 @@ class SimNode(Node):
 
     def destroy_node(self) -> None:
         self._running = False
+        if self._gate is not None:
+            self._gate.close()
         if self._thread.is_alive():
             self._thread.join(timeout=5.0)
+        if self._outcomes:
+            tasks = list(dict.fromkeys(o.task for o in self._outcomes))
+            _, lines = summary_lines(self._outcomes, tasks)
+            self.get_logger().info('episodes finished:\n' + '\n'.join(lines))
         super().destroy_node()
 
 
