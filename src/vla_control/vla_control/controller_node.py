@@ -456,12 +456,14 @@ class ControllerNode(Node):
             self._tick(*tick)
 
     def _tick(self, t: float, dt: float) -> None:
+        delay = self._node_cfg.value.chunk_delay - 1e-6  # (stamps went through float seconds)
         with self._state_lock:
             sample = self._latest
-            due = [c for c in self._held if t - c.stamp >= self._node_cfg.value.chunk_delay]
-            due = [c for c in due if t > c.stamp]  # never at the tick it was observed
-            self._held = [c for c in self._held if c not in due]
-        for chunk in due:
+            # Due: old enough, and never at the tick it was observed (it did not exist yet).
+            due = [t - c.stamp >= delay and t > c.stamp for c in self._held]
+            ready = [c for c, d in zip(self._held, due, strict=True) if d]
+            self._held = [c for c, d in zip(self._held, due, strict=True) if not d]
+        for chunk in ready:
             self._push(chunk, t)
         try:
             cmd = self._ctl.update(t, dt, sample)

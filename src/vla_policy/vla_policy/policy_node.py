@@ -172,6 +172,7 @@ class PolicyNode(LifecycleNode):
         self._instruction = self._cfg.value.instruction  # the task's
         self._operator_instruction = ''  # overrides the task's while not empty
         self._instruction_epoch = 0  # counts instruction messages: a chunk spans one epoch
+        self._frame_floor = -np.inf  # newest frame stamp when the instruction last changed
         self._timing: JsonLinesLog | None = None
         self._running = threading.Event()
         self._frame_arrived = threading.Event()  # wakes the worker (see _run)
@@ -297,10 +298,17 @@ class PolicyNode(LifecycleNode):
         with self._lock:
             self._joint_states.append(msg)
 
+    def _new_instruction_epoch(self, had_one: bool) -> None:
+        """(Under the lock.) Frames taken before an instruction replaced another belong to the
+        old one; before the first, any frame is for it."""
+        self._instruction_epoch += 1
+        stamps = [stamp_to_seconds(m.header.stamp) for q in self._images for m in q]
+        self._frame_floor = max(stamps, default=-np.inf) if had_one else -np.inf
+
     def _on_instruction(self, msg: String) -> None:
         with self._lock:
+            self._new_instruction_epoch(bool(self._operator_instruction or self._instruction))
             self._instruction = msg.data
-            self._instruction_epoch += 1
             operator = self._operator_instruction
         if operator:
             self.get_logger().info(f'task instruction "{msg.data}" (the operator\'s overrides it)')
@@ -309,8 +317,8 @@ class PolicyNode(LifecycleNode):
 
     def _on_operator_instruction(self, msg: String) -> None:
         with self._lock:
+            self._new_instruction_epoch(bool(self._operator_instruction or self._instruction))
             self._operator_instruction = msg.data.strip()
-            self._instruction_epoch += 1
             task = self._instruction
         if msg.data.strip():
             self.get_logger().info(f'operator instruction: "{msg.data.strip()}"')
@@ -350,12 +358,16 @@ class PolicyNode(LifecycleNode):
             joint_states = list(self._joint_states)
             instruction = self._operator_instruction or self._instruction
             epoch = self._instruction_epoch
+            floor = self._frame_floor
         images = _newest_complete_set(frames)
         newest = images[0] if images else None
         # Nothing new since the last chunk, or sooner than rate_hz allows (1 % jitter tolerated);
         # a new instruction (a new episode) starts at once.
         soonest = self._last_stamp + 0.99 / cfg.rate_hz if epoch == self._last_epoch else -np.inf
-        if newest is not None and stamp_to_seconds(newest.header.stamp) < soonest:
+        if newest is not None and (
+            stamp_to_seconds(newest.header.stamp) < soonest
+            or stamp_to_seconds(newest.header.stamp) <= floor
+        ):
             return False
         joint_state = None
         if newest is not None and joint_states:
@@ -396,7 +408,9 @@ class PolicyNode(LifecycleNode):
         self._chunk_pub.publish(chunk_to_msg(chunk))
         if self._timing is not None:
             self._timing.append({
-                'stamp': stamp, 'observation_age': now - stamp, 'inference': latency,
+                # (a clock at 0 has not received /clock yet: no age to tell)
+                'stamp': stamp, 'observation_age': now - stamp if now > 0 else None,
+                'inference': latency,
                 'sequence': chunk.sequence,
             })  # fmt: skip
         return True

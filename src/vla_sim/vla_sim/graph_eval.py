@@ -71,6 +71,7 @@ class GraphRun:
     artifact: str | None = None  # the policy node's export (None: the graph's own)
     chunk_delay: float = 0.0  # [s] controller: a chunk takes effect this long after its stamp
     inference_delay: float = 0.0  # [s] policy node: every inference takes at least this long
+    time_limit_s: float | None = None  # episode time limit (None: the task's)
     config_dir: Path | None = None
     timeout: float = 120.0  # [s] wall time without a finished episode before giving up
 
@@ -100,6 +101,8 @@ def derived_graph(run: GraphRun, out: Path) -> Path:
         # The sim's own expert needs no wait: it publishes its chunk before the tick.
         'lockstep_chunks': reference if lockstep and policy is not None else '',
     })  # fmt: skip
+    if run.time_limit_s is not None:
+        _override(sim, {'task.time_limit_s': run.time_limit_s})
     _override(controller, {
         'tick_source': 'joint_states' if lockstep else 'timer',
         'chunk_delay': run.chunk_delay, 'timing_log': str(out / 'controller_timing.jsonl'),
@@ -197,8 +200,9 @@ def run_graph(run: GraphRun, out: Path, progress: bool = True) -> list[dict]:
     return records[:total]
 
 
-def _mean_ms(values: list[float]) -> float:
-    return 1e3 * float(np.mean(values)) if values else math.nan
+def _mean_ms(values: list[float | None]) -> float:
+    known = [v for v in values if v is not None]
+    return 1e3 * float(np.mean(known)) if known else math.nan
 
 
 def episodes_with_latency(records: list[dict], out: Path) -> list[GraphEpisode]:
@@ -257,7 +261,8 @@ def evaluate_graph(
     settings = {
         'graph': str(run.graph), 'clock': run.clock, 'seed': run.seed,
         'episodes_per_task': run.episodes, 'chunk_delay_s': run.chunk_delay,
-        'inference_delay_s': run.inference_delay, 'wall_time_s': round(wall, 1),
+        'inference_delay_s': run.inference_delay, 'time_limit_s': run.time_limit_s,
+        'wall_time_s': round(wall, 1),
         'real_time_factor': round(sum(e.sim_time for e in episodes) / wall, 2),
     }  # fmt: skip
     latency = {
@@ -305,6 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=0.0,
         help='every inference takes at least this long [s] (policy node)',
     )
+    p.add_argument('--time-limit', type=float, help='episode time limit [s] (task default)')
     p.add_argument('--config-dir', type=Path, help="parameter files (default: the graph's)")
     p.add_argument('--timeout', type=float, default=120.0,
                    help='give up after this long without a finished episode [s]')  # fmt: skip
@@ -323,7 +329,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     run = GraphRun(
         graph=args.graph, tasks=tuple(args.tasks), episodes=args.episodes, seed=args.seed,
         clock=args.clock, artifact=args.artifact, chunk_delay=args.chunk_delay,
-        inference_delay=args.inference_delay, config_dir=args.config_dir, timeout=args.timeout,
+        inference_delay=args.inference_delay, time_limit_s=args.time_limit,
+        config_dir=args.config_dir, timeout=args.timeout,
     )  # fmt: skip
     try:
         evaluate_graph(run, args.out, compare=args.compare, progress=not args.no_progress)

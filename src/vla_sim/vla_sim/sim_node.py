@@ -200,9 +200,12 @@ class SimNode(Node):
                 self.create_publisher(CameraInfo, f'camera/{cam}/camera_info', qos.SENSOR_OUT),
                 info,
             )
-        self.create_subscription(JointState, 'joint_commands', self._on_command, qos.COMMAND)
+        self._command_sub = self.create_subscription(
+            JointState, 'joint_commands', self._on_command, qos.COMMAND
+        )
+        self._chunk_sub = None
         if self._gate is not None and cfg.lockstep_chunks:
-            self.create_subscription(
+            self._chunk_sub = self.create_subscription(
                 ActionChunkMsg, cfg.lockstep_chunks, self._on_chunk, qos.ACTION_CHUNK
             )
         self._reset_client = (
@@ -335,11 +338,34 @@ class SimNode(Node):
             for r in (cfg.state_rate_hz, cfg.imu_rate_hz, cfg.camera_rate_hz, cfg.expert_rate_hz)
         )
         try:
+            if self._gate is not None:
+                self._await_graph(every[2] > 0, every[3] > 0)
             self._loop(*every)
         except LockstepTimeoutError as err:  # a node of the graph is gone: say so, stop stepping
             self.get_logger().error(f'{err}; the simulation stopped')
         finally:
             self.sim.disconnect()  # renderers' EGL contexts belong to this thread
+
+    def _await_graph(self, cameras: bool, expert: bool) -> None:
+        """Lockstep starts once every message of the first tick will reach its reader: a sample
+        published before its subscription matched is lost, and the run would not repeat."""
+        links = [('joint_states', lambda: self._joint_pub.get_subscription_count())]
+        links.append(('joint_commands', lambda: self._command_sub.get_publisher_count()))
+        if expert:
+            links.append(('expert chunks', lambda: self._chunk_pub.get_subscription_count()))
+        if self._chunk_sub is not None:
+            chunk_sub = self._chunk_sub
+            links.append(('policy chunks', lambda: chunk_sub.get_publisher_count()))
+            if cameras:
+                for cam, (image_pub, _, _) in self._cameras.items():
+                    links.append((cam, image_pub.get_subscription_count))
+        deadline = time.monotonic() + self._cfg.lockstep_timeout
+        while self._running and not all(count() > 0 for _, count in links):
+            if time.monotonic() > deadline:
+                missing = [name for name, count in links if count() == 0]
+                raise LockstepTimeoutError(f'lockstep: no peer on {missing}')
+            time.sleep(0.05)
+        time.sleep(0.5)  # both ends of each match settle (readers learn writers separately)
 
     def _loop(self, every_state: int, every_imu: int, every_camera: int, every_expert: int) -> None:
         """Per control period: the tick's messages (from the episode's first tick on), the
