@@ -43,6 +43,7 @@ from vla_ros_common.conversions import chunk_to_msg, stamp_to_seconds
 from vla_ros_common.image import ImageEncodingError, image_to_numpy
 from vla_ros_common.jsonl import JsonLinesLog
 from vla_ros_common.node_main import run_node
+from vla_ros_common.package_url import resolve_package_url
 from vla_ros_common.params import declare_config
 
 __all__ = ['ObservationError', 'PolicyNode', 'PolicyNodeConfig', 'assemble_observation']
@@ -51,7 +52,8 @@ __all__ = ['ObservationError', 'PolicyNode', 'PolicyNodeConfig', 'assemble_obser
 @dataclass(frozen=True, kw_only=True)
 class PolicyNodeConfig(Config):
     artifact: str = param(
-        description='export directory (onnxruntime/tensorrt) or checkpoint .pt (torch)',
+        description='export directory (onnxruntime/tensorrt) or checkpoint .pt (torch); '
+        'package://<package>/<path> for one shipped in a package',
         read_only=True,
     )
     backend: str = param(
@@ -237,7 +239,7 @@ class PolicyNode(LifecycleNode):
         # chunk computed that late would arrive expired.
         encoder(cfg.instruction or 'warm up')
         backend = make_backend(cfg.backend, config=config, instruction_encoder=encoder)
-        spec = backend.load(cfg.artifact)
+        spec = backend.load(resolve_package_url(cfg.artifact))
         if spec.num_cameras != len(cfg.cameras):
             raise ValueError(
                 f'the model takes {spec.num_cameras} cameras, parameter cameras names '

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import threading
 import time
 
-__all__ = ['LockstepGate', 'LockstepTimeoutError']
+__all__ = ['LockstepGate', 'LockstepTimeoutError', 'await_links']
 
 _MATCH_NS = 1000  # stamps that went through float seconds agree to well within a microsecond
 
@@ -82,3 +82,21 @@ class LockstepGate:
                     finally:
                         self._cond.acquire()
                 self._cond.wait(timeout=min(self.retry, 0.05))
+
+
+def await_links(
+    links: list[tuple[str, Callable[[], int]]],
+    timeout: float,
+    running: Callable[[], bool] = lambda: True,
+    settle: float = 0.5,
+) -> None:
+    """Wait until every ``(name, matched count)`` link has a peer, then ``settle`` seconds (each
+    end of a match learns the other separately). Lockstep starts there: a sample published
+    before its reader matched is lost, and the run would not repeat."""
+    deadline = time.monotonic() + timeout
+    while running() and not all(count() > 0 for _, count in links):
+        if time.monotonic() > deadline:
+            missing = [name for name, count in links if count() == 0]
+            raise LockstepTimeoutError(f'lockstep: no peer on {missing} within {timeout:g} s')
+        time.sleep(0.05)
+    time.sleep(settle)

@@ -23,6 +23,7 @@ from vla_sim.scene import BLOCK_COLORS
 __all__ = [
     'EpisodeOutcome',
     'EpisodeProbe',
+    'EpisodeRecorder',
     'failure_modes',
     'summary_lines',
     'write_report',
@@ -169,3 +170,44 @@ def write_report(
     fig.savefig(out / 'success.png', dpi=120)
     plt.close(fig)
     return results
+
+
+class EpisodeRecorder:
+    """The outcomes of a stream of episodes (the sim node's): one probe per episode, each
+    outcome appended to a JSON-lines log with its robot-clock span, and the table at the end."""
+
+    def __init__(self, log: str | Path | None = None) -> None:
+        self.outcomes: list[EpisodeOutcome] = []
+        self._log = Path(log) if log else None
+        if self._log is not None:
+            self._log.parent.mkdir(parents=True, exist_ok=True)
+        self._probe: EpisodeProbe | None = None
+        self._start = math.nan
+
+    def start(self, sim, block: str, target_xy: np.ndarray, start_stamp: float) -> None:
+        self._probe = EpisodeProbe(sim, block, target_xy)
+        self._start = start_stamp
+
+    def step(self) -> None:
+        if self._probe is not None:
+            self._probe.step()
+
+    def finish(
+        self, task: str, seed: int, success: bool, sim_time: float, end_stamp: float, **extra
+    ) -> EpisodeOutcome | None:
+        """Record the episode's outcome (None if no episode was started)."""
+        if self._probe is None:
+            return None
+        outcome = self._probe.outcome(task, seed, success, sim_time)
+        self._probe = None
+        self.outcomes.append(outcome)
+        if self._log is not None:
+            record = {**extra, **asdict(outcome), 'start_stamp': self._start}
+            record['end_stamp'] = end_stamp
+            with self._log.open('a') as f:
+                f.write(json.dumps(record) + '\n')
+        return outcome
+
+    def table(self) -> list[str]:
+        tasks = list(dict.fromkeys(o.task for o in self.outcomes))
+        return summary_lines(self.outcomes, tasks)[1]

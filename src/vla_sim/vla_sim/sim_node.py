@@ -29,11 +29,7 @@ epoch is fixed (1000 s), so runs repeat.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
-import itertools
-import json
-from pathlib import Path
+from collections.abc import Sequence
 import threading
 import time
 
@@ -47,7 +43,6 @@ from std_srvs.srv import Trigger
 from tf2_msgs.msg import TFMessage
 
 from vla_core.chunk import ActionChunk
-from vla_core.config import Config, param
 from vla_core.robot import CommandError, JointCommand, validate_command
 from vla_interfaces.msg import ActionChunk as ActionChunkMsg
 from vla_interfaces.msg import EpisodeStatus
@@ -58,76 +53,14 @@ from vla_ros_common.image import numpy_to_image
 from vla_ros_common.node_main import run_node
 from vla_ros_common.params import ParameterError, declare_config
 from vla_ros_common.tf import to_transform_msg
-from vla_sim.config import SimConfig
-from vla_sim.expert import ExpertConfig, PushExpert
-from vla_sim.lockstep import LockstepGate, LockstepTimeoutError
-from vla_sim.outcomes import EpisodeOutcome, EpisodeProbe, summary_lines
+from vla_sim.expert import PushExpert
+from vla_sim.lockstep import LockstepGate, LockstepTimeoutError, await_links
+from vla_sim.node_config import SimNodeConfig
+from vla_sim.outcomes import EpisodeRecorder
 from vla_sim.sim import MujocoSim
-from vla_sim.tasks import TASKS, TabletopTask, TaskConfig, episode_schedule
+from vla_sim.tasks import TASKS, TabletopTask, cycling_schedule, episode_schedule
 
 __all__ = ['SimNode', 'SimNodeConfig', 'joint_command_from_msg']
-
-
-@dataclass(frozen=True, kw_only=True)
-class SimNodeConfig(Config):
-    sim: SimConfig = param(default_factory=SimConfig, description='simulated robot and scene')
-    task: TaskConfig = param(default_factory=TaskConfig, description='task randomization')
-    expert: ExpertConfig = param(default_factory=ExpertConfig, description='scripted expert')
-    task_name: str = param(
-        'push_red', description='task of the first episode', choices=tuple(TASKS)
-    )
-    task_cycle: tuple[str, ...] = param(
-        tuple(TASKS),
-        description='tasks that episodes cycle through (automatic resets, resets naming no task)',
-        choices=tuple(TASKS),
-    )
-    seed: int = param(0, description='seed of the first episode', range=(0, 2**31 - 1))
-    seed_schedule: str = param(
-        'per_episode',
-        description='per_episode: the next task of task_cycle and the next seed every episode; '
-        'per_task: every task at seed, seed + 1, ... interleaved (the pairs of the in-process '
-        'evaluation; task_name unused)',
-        choices=('per_episode', 'per_task'),
-    )
-    episodes_per_task: int = param(
-        0, description='per_task: seeds per task, then no new episode; 0: endless',
-        range=(0, 1_000_000),
-    )  # fmt: skip
-    auto_reset: bool = param(
-        True, description='start the next episode (next seed) after success or the time limit'
-    )
-    episode_log: str = param('', description='append each episode outcome here (JSON lines)')
-    reset_controller: str = param(
-        '', description="Trigger service called at every reset (the controller's control/reset)"
-    )
-    lockstep: bool = param(
-        False, description='step only when the command for the tick (and due chunks) arrived'
-    )
-    lockstep_chunks: str = param(
-        '', description='lockstep: topic of the chunks awaited for each camera frame; empty: none'
-    )
-    lockstep_timeout: float = param(
-        60.0, description='lockstep: wall time to wait for a command or chunk [s]',
-        range=(0.1, 3600.0),
-    )  # fmt: skip
-    real_time_factor: float = param(
-        1.0, description='sim seconds per wall second; 0 runs as fast as possible',
-        range=(0.0, 100.0),
-    )  # fmt: skip
-    publish_clock: bool = param(True, description='publish /clock (for use_sim_time nodes)')
-    state_rate_hz: float = param(
-        100.0, description='joint_states, /tf and /clock rate [Hz] (at most the control rate)',
-        range=(1.0, 1000.0),
-    )  # fmt: skip
-    imu_rate_hz: float = param(200.0, description='imu/data_raw rate [Hz]', range=(0.0, 1000.0))
-    camera_rate_hz: float = param(
-        15.0, description='rate of each camera [Hz]; 0 disables rendering', range=(0.0, 120.0)
-    )
-    expert_rate_hz: float = param(
-        0.0, description='scripted expert chunks on expert/action_chunk [Hz]; 0: off',
-        range=(0.0, 50.0),
-    )  # fmt: skip
-    diagnostics_period: float = param(1.0, description='[s]', range=(0.1, 60.0))
 
 
 def _stamp_ns(stamp) -> int:
@@ -149,7 +82,12 @@ class SimNode(Node):
         cfg = self._cfg
         self.sim = MujocoSim(cfg.sim)
         self.sim.connect()
-        self._schedule = self._make_schedule(cfg)
+        cycle = cfg.task_cycle or (cfg.task_name,)
+        self._schedule = (
+            episode_schedule(cycle, cfg.seed, cfg.episodes_per_task or None)
+            if cfg.seed_schedule == 'per_task'
+            else cycling_schedule(cycle, cfg.task_name, cfg.seed)
+        )
         first_task, first_seed = next(self._schedule)
         self.task = TabletopTask(self.sim, first_task, cfg.task)
         self.expert = PushExpert(self.sim, cfg.expert)
@@ -163,12 +101,7 @@ class SimNode(Node):
         self._time_offset = 0.0  # sim time of finished episodes
         self._seed = first_seed
         self._episode_state = EpisodeStatus.RUNNING
-        self._episode_start = 0.0  # robot-clock stamp of the episode's start
-        self._probe: EpisodeProbe | None = None
-        self._outcomes: list[EpisodeOutcome] = []
-        self._log = Path(cfg.episode_log) if cfg.episode_log else None
-        if self._log is not None:
-            self._log.parent.mkdir(parents=True, exist_ok=True)
+        self._episodes = EpisodeRecorder(cfg.episode_log)
         self._rtf_window: tuple[float, float] = (time.monotonic(), 0.0)
         self._gate: LockstepGate | None = None
         if cfg.lockstep:
@@ -218,20 +151,6 @@ class SimNode(Node):
         self._running = True
         self._thread = threading.Thread(target=self._run, name='sim', daemon=True)
         self._thread.start()
-
-    @staticmethod
-    def _make_schedule(cfg: SimNodeConfig) -> Iterator[tuple[str, int]]:
-        cycle = cfg.task_cycle or (cfg.task_name,)
-        if cfg.seed_schedule == 'per_task':
-            return episode_schedule(cycle, cfg.seed, cfg.episodes_per_task or None)
-
-        def per_episode() -> Iterator[tuple[str, int]]:
-            task = cfg.task_name
-            for seed in itertools.count(cfg.seed):
-                yield task, seed
-                task = cycle[(cycle.index(task) + 1) % len(cycle)] if task in cycle else cycle[0]
-
-        return per_episode()
 
     # --- time -----------------------------------------------------------------------------------
 
@@ -300,8 +219,7 @@ class SimNode(Node):
             self.task = TabletopTask(self.sim, task, self._cfg.task)
         self.task.reset(seed)
         self._seed = seed
-        self._probe = EpisodeProbe(self.sim, self.task.block, self.task.target_xy)
-        self._episode_start = self.stamp_of(0.0)
+        self._episodes.start(self.sim, self.task.block, self.task.target_xy, self.stamp_of(0.0))
         self._counters['episodes'] += 1
         self._episode_state = EpisodeStatus.RUNNING
         if not first:  # (a controller starting up has nothing to forget)
@@ -359,13 +277,7 @@ class SimNode(Node):
             if cameras:
                 for cam, (image_pub, _, _) in self._cameras.items():
                     links.append((cam, image_pub.get_subscription_count))
-        deadline = time.monotonic() + self._cfg.lockstep_timeout
-        while self._running and not all(count() > 0 for _, count in links):
-            if time.monotonic() > deadline:
-                missing = [name for name, count in links if count() == 0]
-                raise LockstepTimeoutError(f'lockstep: no peer on {missing}')
-            time.sleep(0.05)
-        time.sleep(0.5)  # both ends of each match settle (readers learn writers separately)
+        await_links(links, self._cfg.lockstep_timeout, lambda: self._running)
 
     def _loop(self, every_state: int, every_imu: int, every_camera: int, every_expert: int) -> None:
         """Per control period: the tick's messages (from the episode's first tick on), the
@@ -405,8 +317,7 @@ class SimNode(Node):
             self.sim.step(1)
             tick += 1
             sim_elapsed += period
-            if self._probe is not None:
-                self._probe.step()
+            self._episodes.step()
             if self._check_episode():
                 tick = 0
             if cfg.real_time_factor > 0.0 and gate is None:
@@ -510,7 +421,7 @@ class SimNode(Node):
         following = next(self._schedule, None)
         if following is None:
             self.get_logger().info(
-                f'schedule complete: {len(self._outcomes)} episodes; no new episode starts'
+                f'schedule complete: {len(self._episodes.outcomes)} episodes; no new one starts'
             )
             return False
         self._reset_episode(*following)
@@ -527,21 +438,11 @@ class SimNode(Node):
             f'{self.task.elapsed:.1f} s ({self._counters["successes"]}/'
             f'{self._counters["episodes"]} succeeded)'
         )
-        if state == EpisodeStatus.ABORTED or self._probe is None:
-            return
-        result = self._probe.outcome(
-            self.task.name, self._seed, state == EpisodeStatus.SUCCEEDED, self.task.elapsed
-        )
-        self._outcomes.append(result)
-        if self._log is not None:
-            record = {
-                'episode': self._counters['episodes'],
-                **asdict(result),
-                'start_stamp': self._episode_start,
-                'end_stamp': self.stamp_of(self.sim.now()),
-            }
-            with self._log.open('a') as f:
-                f.write(json.dumps(record) + '\n')
+        if state != EpisodeStatus.ABORTED:
+            self._episodes.finish(
+                self.task.name, self._seed, state == EpisodeStatus.SUCCEEDED, self.task.elapsed,
+                self.stamp_of(self.sim.now()), episode=self._counters['episodes'],
+            )  # fmt: skip
 
     def _publish_status(self) -> None:
         msg = EpisodeStatus()
@@ -579,10 +480,8 @@ class SimNode(Node):
             self._gate.close()
         if self._thread.is_alive():
             self._thread.join(timeout=5.0)
-        if self._outcomes:
-            tasks = list(dict.fromkeys(o.task for o in self._outcomes))
-            _, lines = summary_lines(self._outcomes, tasks)
-            self.get_logger().info('episodes finished:\n' + '\n'.join(lines))
+        if self._episodes.outcomes:
+            self.get_logger().info('episodes finished:\n' + '\n'.join(self._episodes.table()))
         super().destroy_node()
 
 

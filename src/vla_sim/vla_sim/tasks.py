@@ -21,7 +21,7 @@ from vla_sim.sim import HOME_QPOS, MujocoSim
 
 __all__ = [
     'SCENE_STATE_NAMES', 'TASKS', 'StepResult', 'TabletopTask', 'TaskConfig', 'TaskSpec',
-    'episode_schedule', 'segment_distance',
+    'cycling_schedule', 'episode_schedule', 'segment_distance',
 ]  # fmt: skip
 
 
@@ -246,3 +246,12 @@ def episode_schedule(
     for i in rounds:
         for task in tasks:
             yield task, seed + i
+
+
+def cycling_schedule(tasks: Sequence[str], first_task: str, seed: int) -> Iterator[tuple[str, int]]:
+    """Endless episodes from ``first_task`` at ``seed``: each next one the next task of the cycle
+    (the first of it, if ``first_task`` is not in it) and the next seed."""
+    task = first_task
+    for s in itertools.count(seed):
+        yield task, s
+        task = tasks[(tasks.index(task) + 1) % len(tasks)] if task in tasks else tasks[0]
