@@ -97,9 +97,9 @@ def derived_graph(run: GraphRun, out: Path) -> Path:
         'task_name': run.tasks[0], 'task_cycle': list(run.tasks), 'seed': run.seed,
         'seed_schedule': 'per_task', 'episodes_per_task': run.episodes, 'auto_reset': True,
         'episode_log': str(out / 'episodes.jsonl'), 'reset_controller': 'control/reset',
-        'lockstep': lockstep, 'real_time_factor': 1.0,
-        # The sim's own expert needs no wait: it publishes its chunk before the tick.
-        'lockstep_chunks': reference if lockstep and policy is not None else '',
+        'lockstep': lockstep, 'real_time_factor': 1.0, 'await_graph': True,
+        # (The sim's own expert needs no wait: it publishes its chunk before the tick.)
+        'policy_chunks': reference if policy is not None else '',
     })  # fmt: skip
     if run.time_limit_s is not None:
         _override(sim, {'task.time_limit_s': run.time_limit_s})

@@ -48,9 +48,14 @@ class SimNodeConfig(Config):
     lockstep: bool = param(
         False, description='step only when the command for the tick (and due chunks) arrived'
     )
-    lockstep_chunks: str = param(
-        '', description='lockstep: topic of the chunks awaited for each camera frame; empty: none'
-    )
+    policy_chunks: str = param(
+        '', description="topic of the policy's chunks: await_graph waits for its publisher, "
+        'lockstep for the chunk of every camera frame; empty: no policy',
+    )  # fmt: skip
+    await_graph: bool = param(
+        False, description='start the first episode once the controller (and the policy) are '
+        'connected (lockstep always does)',
+    )  # fmt: skip
     lockstep_timeout: float = param(
         60.0, description='lockstep: wall time to wait for a command or chunk [s]',
         range=(0.1, 3600.0),

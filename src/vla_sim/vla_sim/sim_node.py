@@ -22,7 +22,7 @@ Time: sim time runs from 0 in each episode; stamps are ``epoch + sim time of all
 far``, monotone across resets. ``real_time_factor`` paces the physics thread against the wall
 clock with absolute deadlines (0: as fast as possible). ``lockstep`` instead waits, every control
 period, for the controller's command stamped with that tick and, at each camera frame, for the
-chunk computed from it on ``lockstep_chunks`` (:mod:`vla_sim.lockstep`; the controller's
+chunk computed from it on ``policy_chunks`` (:mod:`vla_sim.lockstep`; the controller's
 ``chunk_delay`` sets when it takes effect): deterministic, and as fast as the nodes compute. Its
 epoch is fixed (1000 s), so runs repeat.
 """
@@ -137,9 +137,9 @@ class SimNode(Node):
             JointState, 'joint_commands', self._on_command, qos.COMMAND
         )
         self._chunk_sub = None
-        if self._gate is not None and cfg.lockstep_chunks:
+        if cfg.policy_chunks:
             self._chunk_sub = self.create_subscription(
-                ActionChunkMsg, cfg.lockstep_chunks, self._on_chunk, qos.ACTION_CHUNK
+                ActionChunkMsg, cfg.policy_chunks, self._on_chunk, qos.ACTION_CHUNK
             )
         self._reset_client = (
             self.create_client(Trigger, cfg.reset_controller) if cfg.reset_controller else None
@@ -182,8 +182,8 @@ class SimNode(Node):
             self._gate.command_arrived(_stamp_ns(msg.header.stamp))
 
     def _on_chunk(self, msg: ActionChunkMsg) -> None:
-        assert self._gate is not None
-        self._gate.chunk_arrived(_stamp_ns(msg.header.stamp))
+        if self._gate is not None:
+            self._gate.chunk_arrived(_stamp_ns(msg.header.stamp))
 
     def _next_task(self) -> str:
         cycle = self._cfg.task_cycle or (self.task.name,)
@@ -256,7 +256,7 @@ class SimNode(Node):
             for r in (cfg.state_rate_hz, cfg.imu_rate_hz, cfg.camera_rate_hz, cfg.expert_rate_hz)
         )
         try:
-            if self._gate is not None:
+            if self._gate is not None or cfg.await_graph:
                 self._await_graph(every[2] > 0, every[3] > 0)
             self._loop(*every)
         except LockstepTimeoutError as err:  # a node of the graph is gone: say so, stop stepping
@@ -265,8 +265,10 @@ class SimNode(Node):
             self.sim.disconnect()  # renderers' EGL contexts belong to this thread
 
     def _await_graph(self, cameras: bool, expert: bool) -> None:
-        """Lockstep starts once every message of the first tick will reach its reader: a sample
-        published before its subscription matched is lost, and the run would not repeat."""
+        """The first tick waits until every link of the graph has matched: the controller's
+        commands, the policy's chunks and what they read (a sample published before its reader
+        matched is lost: a lockstep run would not repeat; in real time the first episode would
+        start without them)."""
         links = [('joint_states', lambda: self._joint_pub.get_subscription_count())]
         links.append(('joint_commands', lambda: self._command_sub.get_publisher_count()))
         if expert:
@@ -305,7 +307,7 @@ class SimNode(Node):
                 self._publish_imu()
             if every_camera and tick % every_camera == 0:
                 self._publish_cameras()
-                if gate is not None and cfg.lockstep_chunks:
+                if gate is not None and cfg.policy_chunks:
                     gate.await_chunk(self._now_ns(), self._resend('cameras'))
             if gate is not None:
                 gate.await_command(self._now_ns(), self._resend('state'))
