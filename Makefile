@@ -1,5 +1,6 @@
 # The two commands of the README, and their parts.
-#   make demo   the suite's graph in simulation (Ctrl-C to stop, or DURATION=seconds)
+#   make demo   the trained VLA driving the simulated arm through the graph (Ctrl-C to stop, or
+#               DURATION=seconds; GRAPH=config/graphs/expert.yaml: the scripted expert instead)
 #   make test   lint + every package's tests (colcon test) + cross-package tests
 #   make policy demonstrations -> train -> export -> closed-loop evaluation
 #               (POLICY=flow_scene|flow|act)
@@ -10,7 +11,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 IN_ENV := set -o pipefail; . tools/env.sh &&
 DURATION ?=
-GRAPH ?= config/graphs/demo.yaml
+GRAPH ?= config/graphs/deploy.yaml
 PYTEST_ARGS ?=
 POLICY ?= flow_scene
 DEMOS ?= 100

@@ -1,8 +1,8 @@
 """The embedded runner: start a graph YAML's nodes composed on executors, no launch needed.
 
-    python -m vla_ros_common.runner config/graphs/demo.yaml                 # one process
-    python -m vla_ros_common.runner config/graphs/demo.yaml --processes     # one per group
-    python -m vla_ros_common.runner config/graphs/demo.yaml --duration 10   # stop after 10 s
+    python -m vla_ros_common.runner config/graphs/deploy.yaml                 # one process
+    python -m vla_ros_common.runner config/graphs/deploy.yaml --processes     # one per group
+    python -m vla_ros_common.runner config/graphs/deploy.yaml --duration 10   # stop after 10 s
 
 Nodes get exactly the ``--ros-args`` launch_ros would give them (name, namespace, params files,
 remappings), plus the inline parameters, so a graph behaves the same under ``ros2 launch``.
