@@ -89,3 +89,30 @@ def test_every_graph_node_is_runnable_both_ways(graph_file):
         assert issubclass(cls, LifecycleNode) == spec.lifecycle, (
             f"{spec.name}: 'lifecycle' in the graph must say whether {cls.__name__} is one"
         )
+
+
+@pytest.mark.parametrize(
+    ('graph_name', 'robot'),
+    [('demo', 'vla_tabletop'), ('deploy', 'vla_tabletop'), ('collect', 'vla_tabletop'),
+     ('robot', 'vla_arm')],
+)  # fmt: skip
+def test_arm_tf_has_one_owner_and_the_right_description(graph_name, robot):
+    """robot_state (or robot_state_publisher in its place) publishes the description the graph
+    needs, and no other node of the graph publishes the frames it owns."""
+    from vla_core.kinematics import KinematicTree
+    from vla_description import urdf_path
+    from vla_ros_common.launch_graph import launch_entry
+
+    graph = load_graph(SHARE / 'config' / 'graphs' / f'{graph_name}.yaml', SHARE / 'config')
+    owners = [s for s in graph.nodes if s.executable == 'robot_state_node']
+    assert len(owners) == 1
+    entry = launch_entry(owners[0], lambda name: name == 'robot_state_publisher')
+    text = entry.parameters[0]['robot_description']
+    assert text == urdf_path(robot).read_text()
+    static = [s for s in graph.nodes if s.executable == 'static_tf_publisher']
+    if static:  # the cell's extrinsics: frames the description must not also claim
+        import yaml
+
+        params = yaml.safe_load(static[0].param_files[0].read_text())['static_tf']
+        described = set(KinematicTree.from_urdf(text).links) - {KinematicTree.from_urdf(text).root}
+        assert described.isdisjoint(params['ros__parameters']['child_frames'])

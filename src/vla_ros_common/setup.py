@@ -21,6 +21,7 @@ setup(
         'console_scripts': [
             'static_tf_publisher = vla_ros_common.static_tf_publisher:main',
             'graph_monitor = vla_ros_common.graph_monitor:main',
+            'robot_state_node = vla_ros_common.robot_state_node:main',
             'vla_run = vla_ros_common.runner:main',
         ],
     },

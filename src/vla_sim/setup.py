@@ -10,7 +10,7 @@ setup(
         ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
         ('share/' + package_name, ['package.xml']),
     ],
-    install_requires=['setuptools', 'numpy', 'mujoco', 'tqdm'],
+    install_requires=['setuptools', 'numpy', 'mujoco', 'tqdm', 'transforms3d'],
     zip_safe=True,
     extras_require={'test': ['pytest']},
     maintainer='VLA suite maintainers',

@@ -2,16 +2,14 @@ import math
 
 import numpy as np
 import pytest
+from transforms3d.quaternions import qconjugate, qmult, rotate_vector
 
 from vla_core.config import ConfigError
 from vla_core.imu_filter import (
     ImuFilter,
     ImuFilterConfig,
     diagonal_covariance,
-    quat_conjugate,
     quat_from_rotvec,
-    quat_multiply,
-    quat_rotate,
     tilt_error,
 )
 
@@ -26,16 +24,16 @@ def _simulate(rates, q0, seed=0, gyro_noise=0.005, accel_noise=0.05, mag=None):
     q = np.asarray(q0, dtype=np.float64)
     dt = 1.0 / RATE
     for i, w in enumerate(rates):
-        q = quat_multiply(q, quat_from_rotvec(w * dt))
+        q = qmult(q, quat_from_rotvec(w * dt))
         q /= np.linalg.norm(q)
         gyro = w + BIAS + rng.normal(0.0, gyro_noise, 3)
-        accel = quat_rotate(quat_conjugate(q), [0.0, 0.0, G]) + rng.normal(0.0, accel_noise, 3)
-        m = None if mag is None else quat_rotate(quat_conjugate(q), mag) + rng.normal(0, 0.01, 3)
+        accel = rotate_vector([0.0, 0.0, G], qconjugate(q)) + rng.normal(0.0, accel_noise, 3)
+        m = None if mag is None else rotate_vector(mag, qconjugate(q)) + rng.normal(0, 0.01, 3)
         yield (i + 1) * dt, q.copy(), gyro, accel, m
 
 
 def _tilted(roll_deg, pitch_deg):
-    return quat_multiply(
+    return qmult(
         quat_from_rotvec([math.radians(roll_deg), 0, 0]),
         quat_from_rotvec([0, math.radians(pitch_deg), 0]),
     )
@@ -77,7 +75,7 @@ def test_tilt_tracks_through_motion_and_settles():
 def test_first_sample_initializes_from_gravity():
     f = ImuFilter()
     q_true = _tilted(30.0, 5.0)
-    accel = quat_rotate(quat_conjugate(q_true), [0.0, 0.0, G])
+    accel = rotate_vector([0.0, 0.0, G], qconjugate(q_true))
     f.update(0.0, np.zeros(3), accel)
     assert f.initialized
     assert math.degrees(tilt_error(f.q, q_true)) < 1e-6
@@ -86,11 +84,11 @@ def test_first_sample_initializes_from_gravity():
 def test_magnetometer_is_off_by_default_and_fixes_yaw_when_on():
     assert ImuFilterConfig().use_mag is False
     north = np.array([0.0, 0.2, -0.4])  # ENU field with a downward dip
-    q_true = quat_multiply(quat_from_rotvec([0, 0, math.radians(70.0)]), _tilted(10.0, 0.0))
+    q_true = qmult(quat_from_rotvec([0, 0, math.radians(70.0)]), _tilted(10.0, 0.0))
     rates = np.zeros((int(40 * RATE), 3))
 
     def yaw_error(f):
-        fwd_est, fwd_true = quat_rotate(f.q, [1, 0, 0]), quat_rotate(q_true, [1, 0, 0])
+        fwd_est, fwd_true = rotate_vector([1, 0, 0], f.q), rotate_vector([1, 0, 0], q_true)
         d = math.atan2(fwd_est[1], fwd_est[0]) - math.atan2(fwd_true[1], fwd_true[0])
         return abs(math.degrees(math.atan2(math.sin(d), math.cos(d))))
 

@@ -14,7 +14,8 @@ While the sensor is at rest (small rate, |a| close to g, rate steady for ``rest_
 bias is estimated by low-pass filtering the raw rate, so a stationary robot does not drift.
 
 Conventions (REP 103/145): ``q`` rotates vectors from the IMU body frame into an ENU world frame;
-at rest the accelerometer reads +g along world up. Quaternions are ``(w, x, y, z)`` numpy arrays;
+at rest the accelerometer reads +g along world up. Quaternions are ``(w, x, y, z)`` numpy arrays
+(transforms3d's order and functions);
 :meth:`ImuFilter.quaternion_xyzw` gives ROS' order.
 """
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from transforms3d.quaternions import axangle2quat, qconjugate, qmult, rotate_vector
 
 from vla_core.config import Config, ConfigError, param
 
@@ -30,10 +32,7 @@ __all__ = [
     'ImuFilter',
     'ImuFilterConfig',
     'diagonal_covariance',
-    'quat_conjugate',
     'quat_from_rotvec',
-    'quat_multiply',
-    'quat_rotate',
     'tilt_error',
 ]
 
@@ -99,51 +98,21 @@ class ImuFilterConfig(Config):
             )
 
 
-def quat_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    aw, ax, ay, az = a
-    bw, bx, by, bz = b
-    return np.array(
-        [
-            aw * bw - ax * bx - ay * by - az * bz,
-            aw * bx + ax * bw + ay * bz - az * by,
-            aw * by - ax * bz + ay * bw + az * bx,
-            aw * bz + ax * by - ay * bx + az * bw,
-        ]
-    )
-
-
-def quat_conjugate(q: np.ndarray) -> np.ndarray:
-    return np.array([q[0], -q[1], -q[2], -q[3]])
-
-
 def quat_from_rotvec(v: np.ndarray) -> np.ndarray:
+    """Unit quaternion (w, x, y, z) of a rotation vector (axis * angle); first order near 0."""
     v = np.asarray(v, dtype=np.float64)
     angle = float(np.linalg.norm(v))
     if angle < 1e-12:
         q = np.array([1.0, 0.5 * v[0], 0.5 * v[1], 0.5 * v[2]])
         return q / np.linalg.norm(q)
-    s = np.sin(0.5 * angle) / angle
-    return np.array([np.cos(0.5 * angle), v[0] * s, v[1] * s, v[2] * s])
-
-
-def quat_rotate(q: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Rotate vector ``v`` by unit quaternion ``q`` (body -> world for the filter's q)."""
-    w, x, y, z = q
-    r = np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-        ]
-    )
-    return r @ np.asarray(v, dtype=np.float64)
+    return axangle2quat(v / angle, angle, is_normalized=True)
 
 
 def tilt_error(q_est: np.ndarray, q_true: np.ndarray) -> float:
     """Angle between the estimated and true 'up' direction seen from the body [rad] (yaw-free)."""
     up = np.array([0.0, 0.0, 1.0])
-    a = quat_rotate(quat_conjugate(q_est), up)
-    b = quat_rotate(quat_conjugate(q_true), up)
+    a = rotate_vector(up, qconjugate(q_est))
+    b = rotate_vector(up, qconjugate(q_true))
     return float(np.arccos(np.clip(np.dot(a, b), -1.0, 1.0)))
 
 
@@ -222,19 +191,19 @@ class ImuFilter:
 
         self._update_rest(stamp, gyro, a_norm)
         rate = gyro - self.bias
-        self.q = quat_multiply(self.q, quat_from_rotvec(rate * dt))  # body-frame rate: right side
+        self.q = qmult(self.q, quat_from_rotvec(rate * dt))  # body-frame rate: right side
 
         if a_norm > 1e-6:
             alpha = cfg.gain * (self._gain_factor(a_norm) if cfg.adaptive_gain else 1.0)
             if alpha > 0.0:
-                corr = _tilt_correction(quat_rotate(self.q, accel))
-                self.q = quat_multiply(quat_from_rotvec(alpha * corr), self.q)  # world frame: left
+                corr = _tilt_correction(rotate_vector(accel, self.q))
+                self.q = qmult(quat_from_rotvec(alpha * corr), self.q)  # world frame: left
         if use_mag:
-            m_w = quat_rotate(self.q, np.asarray(mag, dtype=np.float64))
+            m_w = rotate_vector(np.asarray(mag, dtype=np.float64), self.q)
             if np.hypot(m_w[0], m_w[1]) > 1e-12:
                 # ENU: the horizontal field points north (+y); rotate about z to make it so.
                 yaw_err = float(np.arctan2(m_w[0], m_w[1]))
-                self.q = quat_multiply(quat_from_rotvec([0.0, 0.0, cfg.mag_gain * yaw_err]), self.q)
+                self.q = qmult(quat_from_rotvec([0.0, 0.0, cfg.mag_gain * yaw_err]), self.q)
         self.q /= np.linalg.norm(self.q)
         self.updates += 1
         return self.q
@@ -267,9 +236,9 @@ class ImuFilter:
         # Roll/pitch from gravity alone (yaw 0), then yaw from the field if it is fused.
         self.q = quat_from_rotvec(_tilt_correction(accel))
         if mag is not None:
-            m_w = quat_rotate(self.q, np.asarray(mag, dtype=np.float64))
+            m_w = rotate_vector(np.asarray(mag, dtype=np.float64), self.q)
             yaw_err = float(np.arctan2(m_w[0], m_w[1]))
-            self.q = quat_multiply(quat_from_rotvec([0.0, 0.0, yaw_err]), self.q)
+            self.q = qmult(quat_from_rotvec([0.0, 0.0, yaw_err]), self.q)
         self.initialized = True
 
     def quaternion_xyzw(self) -> tuple[float, float, float, float]:

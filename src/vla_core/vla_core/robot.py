@@ -15,6 +15,7 @@ import math
 from typing import Any
 
 import numpy as np
+import transforms3d
 
 __all__ = [
     'ACTUATION_MODES',
@@ -237,7 +238,7 @@ class Pose:
 
     @classmethod
     def from_matrix(cls, position: Any, rotation: Any) -> Pose:
-        return cls(np.asarray(position), _mat_to_quat(np.asarray(rotation, dtype=np.float64)))
+        return cls(np.asarray(position), transforms3d.quaternions.mat2quat(np.asarray(rotation)))
 
     @property
     def quat_xyzw(self) -> np.ndarray:
@@ -247,7 +248,7 @@ class Pose:
 
     @property
     def rotation(self) -> np.ndarray:
-        return _quat_to_mat(self.quat_wxyz)
+        return transforms3d.quaternions.quat2mat(self.quat_wxyz)
 
     @property
     def matrix(self) -> np.ndarray:
@@ -270,35 +271,6 @@ class Pose:
         """Map (N, 3) or (3,) points from this pose's frame into its parent frame."""
         p = np.asarray(points, dtype=np.float64)
         return p @ self.rotation.T + self.position
-
-
-def _quat_to_mat(q: np.ndarray) -> np.ndarray:
-    w, x, y, z = q
-    return np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-        ]
-    )
-
-
-def _mat_to_quat(r: np.ndarray) -> np.ndarray:
-    # Shepperd's method: branch on the largest diagonal term for numerical stability.
-    tr = float(np.trace(r))
-    if tr > 0.0:
-        s = 2.0 * math.sqrt(tr + 1.0)
-        q = [0.25 * s, (r[2, 1] - r[1, 2]) / s, (r[0, 2] - r[2, 0]) / s, (r[1, 0] - r[0, 1]) / s]
-    elif r[0, 0] > r[1, 1] and r[0, 0] > r[2, 2]:
-        s = 2.0 * math.sqrt(1.0 + r[0, 0] - r[1, 1] - r[2, 2])
-        q = [(r[2, 1] - r[1, 2]) / s, 0.25 * s, (r[0, 1] + r[1, 0]) / s, (r[0, 2] + r[2, 0]) / s]
-    elif r[1, 1] > r[2, 2]:
-        s = 2.0 * math.sqrt(1.0 + r[1, 1] - r[0, 0] - r[2, 2])
-        q = [(r[0, 2] - r[2, 0]) / s, (r[0, 1] + r[1, 0]) / s, 0.25 * s, (r[1, 2] + r[2, 1]) / s]
-    else:
-        s = 2.0 * math.sqrt(1.0 + r[2, 2] - r[0, 0] - r[1, 1])
-        q = [(r[1, 0] - r[0, 1]) / s, (r[0, 2] + r[2, 0]) / s, (r[1, 2] + r[2, 1]) / s, 0.25 * s]
-    return np.array(q)
 
 
 @dataclass(frozen=True)

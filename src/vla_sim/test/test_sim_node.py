@@ -1,7 +1,9 @@
 """The sim node publishes what hardware would, consistently, and refuses bad commands.
 
-One node runs (fast, headless) on a private context; a probe node records every topic. All
-checks use the received messages, and the sim's privileged state only as the reference.
+The sim node runs (fast, headless) on a private context with robot_state_node, which owns the TF
+of the arm, cameras and IMU (from joint_states and vla_description's vla_tabletop.urdf), as in the
+graphs; a probe node records every topic. All checks use the received messages, and the sim's
+privileged state only as the reference.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from vla_ros_common import qos
 from vla_ros_common.conversions import stamp_to_seconds
 from vla_ros_common.image import image_to_numpy
 from vla_ros_common.node_main import make_executor
+from vla_ros_common.robot_state_node import RobotStateNode
 from vla_sim.scene import MARKER_POS
 from vla_sim.sim_node import SimNode
 
@@ -108,18 +111,25 @@ def graph():
     node = SimNode(
         context=context, parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()]
     )
+    robot_state = RobotStateNode(
+        context=context,
+        parameter_overrides=[
+            Parameter('urdf_file', value='package://vla_description/urdf/vla_tabletop.urdf')
+        ],
+    )
     probe = Probe(context)
     executor = make_executor(context=context)
-    executor.add_node(node)
-    executor.add_node(probe)
+    for n in (node, robot_state, probe):
+        executor.add_node(n)
     thread = threading.Thread(target=executor.spin, daemon=True)
     thread.start()
     probe.wait_for('camera/scene_camera/image_raw', 3)
     probe.wait_for('joint_states', 100)
+    probe.wait_for('/tf', 10)
     yield node, probe
     executor.shutdown(timeout_sec=2.0)
-    node.destroy_node()
-    probe.destroy_node()
+    for n in (node, robot_state, probe):
+        n.destroy_node()
     rclpy.shutdown(context=context)
 
 

@@ -48,7 +48,8 @@ class SimConfig(Config):
         True, description='arm links are gravity-compensated, as on torque-controlled arms'
     )
     imu_mount: str = param(
-        'base_link', description='body carrying the IMU (frame imu_link, axes as that body)',
+        'base_link', description='body carrying the IMU (frame imu_link, axes as that body); the '
+        "robot description's imu_link is the base mount, so TF is right for 'base_link' only",
         choices=('base_link', 'link6'),
     )  # fmt: skip
     scene_camera_width: int = param(224, description='scene camera width [px]', range=(16, 1920))

@@ -18,6 +18,7 @@ import math
 
 import mujoco
 import numpy as np
+import transforms3d
 
 from vla_core.chunk import ActionChunk
 from vla_core.config import Config, param
@@ -85,29 +86,24 @@ def chunk_target(chunk: ActionChunk, t: float) -> np.ndarray:
 
 
 def _rotvec(r: np.ndarray) -> np.ndarray:
-    """Rotation vector (axis * angle) of a rotation matrix."""
+    """Rotation vector (axis * angle, angle <= pi) of a rotation matrix. In the IK's inner loop:
+    MuJoCo's matrix -> quaternion is ~15x faster than transforms3d's eigen-based mat2quat."""
     q = np.empty(4)
     mujoco.mju_mat2Quat(q, r.reshape(9))
-    if q[0] < 0.0:
-        q = -q
-    s = float(np.linalg.norm(q[1:]))
-    if s < 1e-12:
-        return np.zeros(3)
-    return q[1:] * (2.0 * math.atan2(s, q[0]) / s)
+    axis, angle = transforms3d.quaternions.quat2axangle(q if q[0] >= 0.0 else -q)
+    return axis * angle
 
 
 def _rot_exp(v: np.ndarray) -> np.ndarray:
+    """Rotation matrix of a rotation vector."""
     angle = float(np.linalg.norm(v))
     if angle < 1e-12:
         return np.eye(3)
-    k = v / angle
-    kx = np.array([[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]])
-    return np.eye(3) + math.sin(angle) * kx + (1.0 - math.cos(angle)) * kx @ kx
+    return transforms3d.axangles.axangle2mat(v / angle, angle, is_normalized=True)
 
 
 def _rot_z(yaw: float) -> np.ndarray:
-    c, s = math.cos(yaw), math.sin(yaw)
-    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+    return transforms3d.axangles.axangle2mat((0.0, 0.0, 1.0), yaw, is_normalized=True)
 
 
 class IkSolver:

@@ -18,6 +18,7 @@ import math
 # vla_sim/__init__.py has already chosen MUJOCO_GL by the time this module is imported.
 import mujoco
 import numpy as np
+import transforms3d
 
 from vla_core.robot import (
     CameraIntrinsics,
@@ -31,6 +32,7 @@ from vla_sim.config import SimConfig
 from vla_sim.scene import (
     ARM_JOINTS,
     BLOCK_COLORS,
+    CAM_TO_LINK,
     CAMERAS,
     GRIPPER_JOINT,
     IMU_SITE,
@@ -40,26 +42,14 @@ from vla_sim.scene import (
     build_mjcf,
 )
 
-__all__ = ['HOME_QPOS', 'FrameTransform', 'MujocoSim', 'SimSnapshot']
+__all__ = ['HOME_QPOS', 'MujocoSim', 'SimSnapshot']
 
 # Tool pointing down 0.15 m above the table at x = 0.35 m, elbow up; gripper closed.
 HOME_QPOS = np.array([0.0, 0.2331, 0.1688, -0.4019, 0.0, 0.0, 0.0])
 
-# MuJoCo cameras look along -z with y up; columns give the REP 103 camera body frame
-# (x forward, y left, z up) and the optical frame (z forward, x right, y down) in camera axes.
-_CAM_TO_LINK = np.array([[0.0, -1.0, 0.0], [0.0, 0.0, 1.0], [-1.0, 0.0, 0.0]])
+# MuJoCo cameras look along -z with y up; columns give the optical frame (z forward, x right,
+# y down) in camera axes (CAM_TO_LINK: the REP 103 body frame).
 _CAM_TO_OPTICAL = np.diag([1.0, -1.0, -1.0])
-_CAMERA_PARENTS = {'scene_camera': 'world', 'wrist_camera': 'link6'}
-
-
-@dataclass(frozen=True)
-class FrameTransform:
-    """One TF edge: ``pose`` of ``child`` in ``parent``; ``static`` ones go to /tf_static."""
-
-    parent: str
-    child: str
-    pose: Pose
-    static: bool
 
 
 def _pose(pos: np.ndarray, mat9: np.ndarray) -> Pose:
@@ -233,7 +223,7 @@ class MujocoSim(RobotInterface):
         a, v = self._block_qadr[color], self._block_dadr[color]
         half = self.model.geom(f'block_{color}').size[2]
         self.data.qpos[a : a + 3] = (xy[0], xy[1], half)
-        self.data.qpos[a + 3 : a + 7] = (math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2))
+        self.data.qpos[a + 3 : a + 7] = transforms3d.euler.euler2quat(0.0, 0.0, yaw)
         self.data.qvel[v : v + 6] = 0.0
         if forward:
             mujoco.mj_forward(self.model, self.data)
@@ -329,7 +319,7 @@ class MujocoSim(RobotInterface):
         ``optical=False`` its REP 103 body frame (x forward, y left, z up)."""
         self._camera_size(camera)  # validates the name
         cid = self.model.camera(camera).id
-        r = self.data.cam_xmat[cid].reshape(3, 3) @ (_CAM_TO_OPTICAL if optical else _CAM_TO_LINK)
+        r = self.data.cam_xmat[cid].reshape(3, 3) @ (_CAM_TO_OPTICAL if optical else CAM_TO_LINK)
         return Pose.from_matrix(self.data.cam_xpos[cid].copy(), r)
 
     def render(self, camera: str) -> np.ndarray:
@@ -343,10 +333,12 @@ class MujocoSim(RobotInterface):
         renderer.update_scene(self.data, camera=camera)
         return renderer.render()
 
-    # --- frames for TF --------------------------------------------------------------------------
+    # --- frames of the robot description -------------------------------------------------------
 
     def frame_poses(self) -> dict[str, Pose]:
-        """World pose of every published frame: arm links, fingers, IMU, camera frames."""
+        """World pose of every frame of the robot description (vla_description's vla_tabletop):
+        arm links, fingers, IMU, camera frames. TF itself comes from the description and
+        joint_states (robot_state_node); this is MuJoCo's side of the consistency test."""
         d = self.data
         poses = {}
         for name in (*LINK_BODIES, 'left_finger', 'right_finger'):
@@ -357,22 +349,3 @@ class MujocoSim(RobotInterface):
             poses[f'{cam}_link'] = self.camera_pose(cam, optical=False)
             poses[f'{cam}_optical_frame'] = self.camera_pose(cam, optical=True)
         return poses
-
-    def tf_frames(self) -> list[FrameTransform]:
-        """The TF tree world -> base_link -> link1 ... link6 -> ee_link, fingers, IMU, cameras."""
-        world = self.frame_poses()
-        world['world'] = Pose(np.zeros(3), np.array([1.0, 0.0, 0.0, 0.0]))
-        edges: list[tuple[str, str, bool]] = [('world', 'base_link', True)]
-        edges += [(LINK_BODIES[i], LINK_BODIES[i + 1], False) for i in range(len(LINK_BODIES) - 2)]
-        edges += [
-            ('link6', 'ee_link', True),
-            ('link6', 'left_finger', False),
-            ('link6', 'right_finger', False),
-            (self.config.imu_mount, IMU_SITE, True),
-        ]
-        for cam, parent in _CAMERA_PARENTS.items():
-            edges += [(parent, f'{cam}_link', True), (f'{cam}_link', f'{cam}_optical_frame', True)]
-        return [
-            FrameTransform(parent, child, world[parent].inverse() * world[child], static)
-            for parent, child, static in edges
-        ]

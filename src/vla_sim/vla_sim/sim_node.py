@@ -1,14 +1,17 @@
 """The MuJoCo robot on the topics a hardware robot's drivers would use (a bridge, nothing more).
 
 Publishes ``joint_states``, ``camera/<name>/image_raw`` + ``camera_info`` (intrinsics from the
-MuJoCo camera), ``imu/data_raw`` (specific force incl. gravity, REP 145), ``/tf`` (arm links,
-fingers) and ``/tf_static`` (world -> base_link, ee_link, IMU, cameras and their optical frames),
-``/clock`` (every header stamp is a /clock time, so ``use_sim_time`` nodes agree), the command
-actually applied after clipping (``applied_joint_commands``), the task's ``instruction``
-(latched) and ``episode/status``. Subscribes ``joint_commands`` (sensor_msgs/JointState: the field
-of the sim's actuation mode, by joint name); NaN/Inf, wrong-length or unknown-joint commands are
-refused with a diagnostic and never applied. With ``expert_rate_hz`` > 0 the scripted expert,
-which needs privileged sim state, publishes ``expert/action_chunk`` from the same process.
+MuJoCo camera), ``imu/data_raw`` (specific force incl. gravity, REP 145), ``/clock`` (every header
+stamp is a /clock time, so ``use_sim_time`` nodes agree), the command actually applied after
+clipping (``applied_joint_commands``), the task's ``instruction`` (latched) and
+``episode/status``. Subscribes ``joint_commands`` (sensor_msgs/JointState: the field of the sim's
+actuation mode, by joint name); NaN/Inf, wrong-length or unknown-joint commands are refused with a
+diagnostic and never applied. With ``expert_rate_hz`` > 0 the scripted expert, which needs
+privileged sim state, publishes ``expert/action_chunk`` from the same process.
+
+TF is not the sim's: as on hardware, robot_state_node (or robot_state_publisher) publishes the
+arm's, cameras' and IMU's frames from joint_states and the robot description (vla_description's
+vla_tabletop.urdf, written from the same table as this MJCF).
 
 Episodes: ``seed_schedule`` ``per_task`` runs the (task, seed) pairs of the in-process evaluation
 (:func:`vla_sim.tasks.episode_schedule`: every task of ``task_cycle`` at seeds ``seed``,
@@ -40,7 +43,6 @@ from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, Imu, JointState
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
-from tf2_msgs.msg import TFMessage
 
 from vla_core.chunk import ActionChunk
 from vla_core.robot import CommandError, JointCommand, validate_command
@@ -52,7 +54,6 @@ from vla_ros_common.conversions import camera_info_msg, chunk_to_msg, seconds_to
 from vla_ros_common.image import numpy_to_image
 from vla_ros_common.node_main import run_node
 from vla_ros_common.params import ParameterError, declare_config
-from vla_ros_common.tf import to_transform_msg
 from vla_sim.expert import PushExpert
 from vla_sim.lockstep import LockstepGate, LockstepTimeoutError, await_links
 from vla_sim.node_config import SimNodeConfig
@@ -113,8 +114,6 @@ class SimNode(Node):
         self._joint_pub = self.create_publisher(JointState, 'joint_states', qos.SENSOR_OUT)
         self._applied_pub = self.create_publisher(JointState, 'applied_joint_commands', qos.COMMAND)
         self._imu_pub = self.create_publisher(Imu, 'imu/data_raw', qos.SENSOR_OUT)
-        self._tf_pub = self.create_publisher(TFMessage, '/tf', qos.TF)
-        self._tf_static_pub = self.create_publisher(TFMessage, '/tf_static', qos.TF_STATIC_OUT)
         self._clock_pub = self.create_publisher(Clock, '/clock', qos.CLOCK)
         self._instruction_pub = self.create_publisher(String, 'instruction', qos.LATCHED)
         self._status_pub = self.create_publisher(EpisodeStatus, 'episode/status', qos.LATCHED)
@@ -226,7 +225,6 @@ class SimNode(Node):
             self._reset_controller()
         self._instruction_pub.publish(String(data=self.task.instruction))
         self._publish_status()
-        self._publish_static_tf()
         self.get_logger().info(
             f'episode {self._counters["episodes"]}: {task} seed {seed}: "{self.task.instruction}"'
         )
@@ -357,19 +355,6 @@ class SimNode(Node):
         msg.effort = state.effort.tolist()
         self._joint_pub.publish(msg)
         self._last_sent['state'] = [(self._joint_pub, msg)]
-        dynamic = [f for f in self.sim.tf_frames() if not f.static]
-        self._tf_pub.publish(TFMessage(transforms=[
-            to_transform_msg(f.parent, f.child, f.pose.position, f.pose.quat_wxyz, stamp)
-            for f in dynamic
-        ]))  # fmt: skip
-
-    def _publish_static_tf(self) -> None:
-        stamp = seconds_to_stamp(self.stamp_of(self.sim.now()))
-        static = [f for f in self.sim.tf_frames() if f.static]
-        self._tf_static_pub.publish(TFMessage(transforms=[
-            to_transform_msg(f.parent, f.child, f.pose.position, f.pose.quat_wxyz, stamp)
-            for f in static
-        ]))  # fmt: skip
 
     def _publish_imu(self) -> None:
         sample = self.sim.imu()

@@ -197,29 +197,34 @@ def test_ee_jog_without_a_jacobian_is_ignored_and_counted():
     assert core.ee_unavailable > 0
 
 
-def test_sim_jacobian_matches_finite_differences():
-    pytest.importorskip('mujoco')
-    from vla_teleop.teleop.kinematics import sim_jacobian
+def test_urdf_jacobian_matches_finite_differences():
+    from vla_core.kinematics import KinematicTree
+    from vla_description import urdf_path
+    from vla_teleop.teleop.kinematics import urdf_jacobian
 
     names = ('joint1', 'joint2', 'joint3', 'joint4', 'joint5', 'joint6')
-    jac_fn = sim_jacobian(names)
-    import mujoco
-
-    from vla_sim.config import SimConfig
-    from vla_sim.scene import build_mjcf
-
-    model = mujoco.MjModel.from_xml_string(build_mjcf(SimConfig()))
-    data = mujoco.MjData(model)
-    qadr = [model.jnt_qposadr[model.joint(n).id] for n in names]
-    site = model.site('ee_site').id
+    urdf = urdf_path('vla_arm').read_text()
+    jac_fn = urdf_jacobian(urdf, names)
+    tree = KinematicTree.from_urdf(urdf)
 
     def pos(q):
-        data.qpos[qadr] = q
-        mujoco.mj_kinematics(model, data)
-        return data.site_xpos[site].copy()
+        return tree.link_pose('ee_link', dict(zip(names, q, strict=True)))[:3, 3]
 
     q = np.array([0.2, 0.4, 0.9, -1.2, 0.1, 0.3])
     jac = jac_fn(q)
     eps = 1e-6
     numeric = np.stack([(pos(q + eps * e) - pos(q - eps * e)) / (2 * eps) for e in np.eye(6)], 1)
-    np.testing.assert_allclose(jac[:3], numeric, atol=1e-5)
+    np.testing.assert_allclose(jac[:3], numeric, atol=1e-8)
+    # The base-frame twist of a shoulder-yaw turn is a rotation about +z.
+    np.testing.assert_allclose(jac[3:, 0], [0.0, 0.0, 1.0], atol=1e-12)
+
+
+def test_urdf_jacobian_refuses_what_the_description_lacks():
+    from vla_description import urdf_path
+    from vla_teleop.teleop.kinematics import urdf_jacobian
+
+    urdf = urdf_path('vla_arm').read_text()
+    with pytest.raises(ValueError, match="no actuated joint 'elbow'"):
+        urdf_jacobian(urdf, ('joint1', 'elbow'))
+    with pytest.raises(ValueError, match="no link 'tool0'"):
+        urdf_jacobian(urdf, ('joint1',), link='tool0')

@@ -28,16 +28,18 @@ from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool
 
-from vla_core.config import Config, param
+from vla_core.config import Config, ConfigError, param
 from vla_core.robot import JointStateSample
 from vla_interfaces.msg import ActionChunk as ActionChunkMsg
 from vla_ros_common import diagnostics, qos
 from vla_ros_common.conversions import chunk_to_msg, stamp_to_seconds
+from vla_ros_common.description import load_robot_description
 from vla_ros_common.node_main import run_node
 from vla_ros_common.params import declare_config
 from vla_teleop.teleop.core import InputSample, Jacobian, JogConfig, TeleopCore
 from vla_teleop.teleop.gamepad import GamepadConfig, GamepadJog
 from vla_teleop.teleop.keyboard import HELP, KeyboardConfig, KeyboardJog, TerminalReader
+from vla_teleop.teleop.kinematics import urdf_jacobian
 from vla_teleop.teleop.leader_arm import LeaderArmConfig, LeaderArmInput
 
 __all__ = ['TeleopNode', 'TeleopNodeConfig', 'joint_state_sample', 'main']
@@ -52,9 +54,16 @@ class TeleopNodeConfig(Config):
         20.0, description='chunk and intervention rate [Hz]', range=(1.0, 200.0), read_only=True
     )
     kinematics: str = param(
-        'vla_sim', description="EE-jog Jacobian: 'vla_sim' (MuJoCo model of the sim arm) or "
-        "'none' (joint jog only)", choices=('vla_sim', 'none'), read_only=True,
+        'urdf', description="EE-jog Jacobian: 'urdf' (the robot description urdf_file), 'none' "
+        "(joint jog only); 'vla_sim' is a deprecated name of 'urdf'",
+        choices=('urdf', 'none', 'vla_sim'), read_only=True,
     )  # fmt: skip
+    urdf_file: str = param(
+        'package://vla_description/urdf/vla_arm.urdf',
+        description='robot description of the EE jog: package://<pkg>/<path>, file:// or a path',
+        read_only=True,
+    )  # fmt: skip
+    ee_link: str = param('ee_link', description='the link the EE jog moves', read_only=True)
     jog: JogConfig = param(default_factory=JogConfig, description='jog, limits and deadman')
     keyboard: KeyboardConfig = param(default_factory=KeyboardConfig, description='keyboard')
     gamepad: GamepadConfig = param(default_factory=GamepadConfig, description='gamepad')
@@ -138,12 +147,13 @@ class TeleopNode(Node):
     def _load_kinematics(self, cfg: TeleopNodeConfig) -> Jacobian | None:
         if cfg.kinematics == 'none' or not cfg.jog.ee_joints:
             return None
+        if cfg.kinematics == 'vla_sim':
+            self.get_logger().warn("kinematics 'vla_sim' is deprecated: use 'urdf'")
         try:
-            from vla_teleop.teleop.kinematics import sim_jacobian
-
-            return sim_jacobian(cfg.jog.ee_joints)
-        except (ImportError, ValueError) as err:
-            self.get_logger().warn(f'EE jog disabled (no vla_sim kinematics: {err})')
+            urdf = load_robot_description(cfg.urdf_file)
+            return urdf_jacobian(urdf, cfg.jog.ee_joints, cfg.ee_link)
+        except (ConfigError, ValueError) as err:
+            self.get_logger().warn(f'EE jog disabled (no kinematics: {err})')
             return None
 
     # --- callbacks --------------------------------------------------------------------------------
