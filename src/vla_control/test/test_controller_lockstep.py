@@ -4,6 +4,8 @@ stamp, whatever the machine's load."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 from sensor_msgs.msg import JointState
 from test_controller_node import NAMES, RELAXED, Harness, wait
@@ -16,10 +18,19 @@ TICK = 0.01
 
 
 def _state(ros: Harness, t: float) -> None:
+    """A joint state stamped ``t``, sent until the command of its tick comes (as the simulator
+    does: the first tick waits for the controller's chunk source)."""
     msg = JointState(name=list(NAMES), position=[0.0, 0.0], velocity=[0.0, 0.0])
     msg.header.stamp = seconds_to_stamp(t)
-    ros.state_pub.publish(msg)
-    wait(lambda: any(abs(c.t - t) < 1e-6 for c in ros.get_commands()), what=f'command at {t}')
+
+    def answered() -> bool:
+        if not any(abs(c.t - t) < 1e-6 for c in ros.get_commands()):
+            ros.state_pub.publish(msg)
+            time.sleep(0.05)
+            return False
+        return True
+
+    wait(answered, what=f'command at {t}')
 
 
 def test_one_command_per_joint_state_and_the_chunk_acts_after_its_delay():

@@ -247,6 +247,7 @@ class ControllerNode(Node):
         self._held: list[ActionChunk] = []
         self._timing = JsonLinesLog(node_cfg.timing_log) if node_cfg.timing_log else None
         self._spliced_stamp = math.nan
+        self._matched_since = math.nan  # monotonic: when the chunk source was first matched
 
         # Written by callbacks, read by the control loop and the diagnostics.
         self._state_lock = threading.Lock()
@@ -279,7 +280,7 @@ class ControllerNode(Node):
             DiagnosticArray, '/diagnostics', qos.DIAGNOSTICS, qos_overriding_options=overrides
         )
         # Chunks first: when both are ready, the executor takes them in creation order.
-        self.create_subscription(
+        self._chunk_sub = self.create_subscription(
             ActionChunkMsg,
             'control/reference',
             self._on_chunk,
@@ -379,8 +380,21 @@ class ControllerNode(Node):
         with self._state_lock:
             self._latest = sample
         if self._on_state_ticks and (math.isnan(self._last_t) or stamp > self._last_t):
+            if math.isnan(self._last_t) and not self._chunk_source_matched():
+                return  # (the simulator sends this joint state again while it waits)
             dt = stamp - self._last_t if math.isfinite(self._last_t) else self._last_dt
             self._tick(stamp, dt)
+
+    def _chunk_source_matched(self) -> bool:
+        """Ticking on joint states, the first tick waits until the chunk source has been matched
+        for a moment (the reader and the writer learn of each other separately): a chunk sent
+        before would be lost, and a lockstep run would not repeat."""
+        if self._chunk_sub.get_publisher_count() == 0:
+            self._matched_since = math.nan
+            return False
+        if math.isnan(self._matched_since):
+            self._matched_since = time.monotonic()
+        return time.monotonic() - self._matched_since >= 0.5
 
     def _on_chunk(self, msg: ActionChunkMsg) -> None:
         now = self._now()

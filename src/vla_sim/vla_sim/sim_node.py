@@ -274,6 +274,9 @@ class SimNode(Node):
         if self._chunk_sub is not None:
             chunk_sub = self._chunk_sub
             links.append(('policy chunks', lambda: chunk_sub.get_publisher_count()))
+            # The controller must read them too (seen from here: its subscription exists).
+            topic = self._cfg.policy_chunks
+            links.append(('controller on ' + topic, lambda: self.count_subscribers(topic) - 1))
             if cameras:
                 for cam, (image_pub, _, _) in self._cameras.items():
                     links.append((cam, image_pub.get_subscription_count))
