@@ -287,6 +287,8 @@ class PolicyNode(LifecycleNode):
 
     def destroy_node(self) -> None:
         self._stop_worker()
+        if self._timing is not None:
+            self._timing.close()
         super().destroy_node()
 
     # --- callbacks: store only ----------------------------------------------------------------
