@@ -1,6 +1,7 @@
 # The two commands of the README, and their parts.
-#   make demo   the suite's graph in simulation (Ctrl-C to stop, or DURATION=seconds; VIEW=1 adds
-#               the browser view: pip install rerun-sdk, open the URL it prints)
+#   make demo   the trained VLA driving the simulated arm through the graph (Ctrl-C to stop, or
+#               DURATION=seconds; GRAPH=config/graphs/expert.yaml: the scripted expert instead;
+#               VIEW=1 adds the browser view: pip install rerun-sdk, open the URL it prints)
 #   make test   lint + every package's tests (colcon test) + cross-package tests
 #   make policy demonstrations -> train -> export -> closed-loop evaluation
 #               (POLICY=flow_scene|flow|act)
@@ -12,7 +13,7 @@ PYTHON ?= python3
 IN_ENV := set -o pipefail; . tools/env.sh &&
 DURATION ?=
 VIEW ?=
-GRAPH ?= config/graphs/demo.yaml
+GRAPH ?= config/graphs/deploy.yaml
 PYTEST_ARGS ?=
 POLICY ?= flow_scene
 DEMOS ?= 100

@@ -48,7 +48,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix='bench_faults_') as tmp_dir:
         tmp = Path(tmp_dir)
         plans = [
-            ('demo.yaml', None, chosen(DEMO_CASES)),
+            ('expert.yaml', None, chosen(DEMO_CASES)),
             ('deploy.yaml', 'export', chosen(DEPLOY_CASES)),
         ]
         for graph, export, cases in plans:

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_web_view.py [--seconds 60] [--browser]
 
-Runs config/graphs/demo.yaml (sim, controller, robot_state, monitor) in child processes and the
+Runs config/graphs/expert.yaml (sim, controller, robot_state, monitor) in child processes and the
 web view in this process, then reports the CPU the view costs per wall second, in % of one core:
 this process (subscriptions, forward kinematics, rerun logging) and rerun's server (the child that
 buffers the recording and serves the viewer), with the rates the demo reached, and the cost per
@@ -80,7 +80,7 @@ def main() -> int:
 
     load = os.getloadavg()
     graph = subprocess.Popen(
-        [sys.executable, '-m', 'vla_ros_common.runner', str(ROOT / 'config/graphs/demo.yaml'),
+        [sys.executable, '-m', 'vla_ros_common.runner', str(ROOT / 'config/graphs/expert.yaml'),
          '--processes'], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     rclpy.init()

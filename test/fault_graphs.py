@@ -47,7 +47,7 @@ WAIT = 60.0
 T = TypeVar('T')
 
 # Where each graph's controller takes its chunks (its control/reference remap).
-CHUNK_TOPICS = {'demo.yaml': 'expert/action_chunk', 'deploy.yaml': 'policy/action_chunk'}
+CHUNK_TOPICS = {'expert.yaml': 'expert/action_chunk', 'deploy.yaml': 'policy/action_chunk'}
 # Observation aids only: the probe gets every command and report however late its thread runs,
 # and reports come often enough that a fault case does not wait seconds for the next one.
 OBSERVE: dict[str, dict[str, Any]] = {

@@ -80,7 +80,7 @@ def test_every_graph_node_is_runnable_both_ways(graph_file):
 
 @pytest.mark.parametrize(
     ('graph_name', 'robot'),
-    [('demo', 'vla_tabletop'), ('deploy', 'vla_tabletop'), ('collect', 'vla_tabletop'),
+    [('expert', 'vla_tabletop'), ('deploy', 'vla_tabletop'), ('collect', 'vla_tabletop'),
      ('robot', 'vla_arm')],
 )  # fmt: skip
 def test_arm_tf_has_one_owner_and_the_right_description(graph_name, robot):

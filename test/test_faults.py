@@ -27,7 +27,7 @@ def _check(outcome: Outcome, rig: Rig | None = None) -> None:
 
 @pytest.fixture(scope='class')
 def demo(tmp_path_factory: pytest.TempPathFactory):
-    rig = Rig.open('demo.yaml', tmp_path_factory.mktemp('demo'))
+    rig = Rig.open('expert.yaml', tmp_path_factory.mktemp('demo'))
     yield rig
     rig.close()
 

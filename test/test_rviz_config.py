@@ -88,7 +88,7 @@ def _graph_offer(graph_name: str) -> tuple[dict[str, set[str]], set[str]]:
 @pytest.mark.parametrize(
     ('graph_name', 'absent'),
     [
-        ('demo', set()),  # sim.launch.py's default: the simulated cell has both cameras
+        ('deploy', set()),  # sim.launch.py's default: the simulated cell has both cameras
         # robot.launch.py's default: robot.yaml has no wrist camera node yet (rviz shows
         # "no image" there until one is added).
         ('robot', {'/camera/wrist_camera/image_raw'}),

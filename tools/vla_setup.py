@@ -225,6 +225,7 @@ def workspace_inputs() -> list[Path]:
             path.name in names
             or path.suffix in {'.msg', '.srv', '.action'}
             or 'resource' in path.parts
+            or 'models' in path.parts  # exports installed with vla_policy
         ):
             paths.append(path)
     # vla_bringup installs every file under launch/ and config/: a new file needs a build.

@@ -1,6 +1,15 @@
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
 package_name = 'vla_policy'
+# Exports shipped with the package (models/<name>/model.onnx + policy_spec.json), installed to
+# share/vla_policy/models/<name>: the policy node loads package://vla_policy/models/<name>.
+models = sorted(p for p in Path('models').glob('*/*') if p.is_file())
+model_files = [
+    (f'share/{package_name}/{folder.as_posix()}', [str(p) for p in models if p.parent == folder])
+    for folder in sorted({p.parent for p in models})
+]
 
 setup(
     name=package_name,
@@ -9,6 +18,7 @@ setup(
     data_files=[
         ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
         ('share/' + package_name, ['package.xml']),
+        *model_files,
     ],
     install_requires=['setuptools', 'numpy', 'onnxruntime'],
     zip_safe=True,

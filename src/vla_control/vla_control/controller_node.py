@@ -69,6 +69,7 @@ from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from vla_control.command_output import CommandOutput, OutputConfig
+from vla_core.chunk import ActionChunk
 from vla_core.config import Config, iter_params, param
 from vla_core.control import (
     ClockTick,
@@ -85,6 +86,7 @@ from vla_core.control import (
 from vla_interfaces.msg import ActionChunk as ActionChunkMsg
 from vla_ros_common import diagnostics, qos
 from vla_ros_common.conversions import chunk_from_msg, seconds_to_stamp, stamp_to_seconds
+from vla_ros_common.jsonl import JsonLinesLog
 from vla_ros_common.node_main import run_node
 from vla_ros_common.params import ParameterError, declare_config
 
@@ -137,6 +139,24 @@ class ControllerNodeConfig(Config):
     diagnostics_period: float = param(
         1.0, description='period of the /diagnostics report [s]', range=(0.05, 60.0), read_only=True
     )
+    tick_source: str = param(
+        'timer',
+        description='timer: the control loop at loop.rate_hz; joint_states: one tick per joint '
+        "state, at its stamp (lockstep evaluation: the simulator waits for each tick's command)",
+        choices=('timer', 'joint_states'),
+        read_only=True,
+    )
+    chunk_delay: float = param(
+        0.0,
+        description='a chunk takes effect no earlier than this long after its stamp (an inference '
+        'latency injected in control time, for evaluations) [s]',
+        range=(0.0, 10.0),
+        read_only=True,
+    )
+    timing_log: str = param(
+        '', description='append the age of every chunk when it is spliced in (JSON lines)',
+        read_only=True,
+    )  # fmt: skip
 
 
 class JointStateMapper:
@@ -231,6 +251,13 @@ class ControllerNode(Node):
         self._mapper = JointStateMapper(cfg.joint_names, node_cfg.ignore_unknown_joints)
         self._receipt_stamp = node_cfg.state_stamp == 'receipt'
         self._loop_clock = LoopClock(self.get_clock(), cfg.safety.clock_timeout)
+        self._on_state_ticks = node_cfg.tick_source == 'joint_states'
+        # Chunks wait here for their tick when ticks follow joint states or a delay is injected.
+        self._hold_chunks = self._on_state_ticks or node_cfg.chunk_delay > 0.0
+        self._held: list[ActionChunk] = []
+        self._timing = JsonLinesLog(node_cfg.timing_log) if node_cfg.timing_log else None
+        self._spliced_stamp = math.nan
+        self._matched_since = math.nan  # monotonic: when the chunk source was first matched
 
         # Written by callbacks, read by the control loop and the diagnostics.
         self._state_lock = threading.Lock()
@@ -270,18 +297,19 @@ class ControllerNode(Node):
         self._diag_pub = self.create_publisher(
             DiagnosticArray, '/diagnostics', qos.DIAGNOSTICS, qos_overriding_options=overrides
         )
+        # Chunks first: when both are ready, the executor takes them in creation order.
+        self._chunk_sub = self.create_subscription(
+            ActionChunkMsg,
+            'control/reference',
+            self._on_chunk,
+            qos.ACTION_CHUNK,
+            qos_overriding_options=overrides,
+        )
         self.create_subscription(
             JointState,
             'joint_states',
             self._on_joint_state,
             qos.SENSOR_IN,
-            qos_overriding_options=overrides,
-        )
-        self.create_subscription(
-            ActionChunkMsg,
-            'control/reference',
-            self._on_chunk,
-            qos.ACTION_CHUNK,
             qos_overriding_options=overrides,
         )
         safety = MutuallyExclusiveCallbackGroup()
@@ -304,7 +332,8 @@ class ControllerNode(Node):
         )
 
         self._loop = DeadlineLoop(self._loop_cfg.value, self._step, name='controller_loop')
-        self._loop.start()
+        if not self._on_state_ticks:
+            self._loop.start()
         self.get_logger().info(
             f'{cfg.output_mode} control of {self._names} at {self._loop_cfg.value.rate_hz:g} Hz '
             f'({cfg.classic}, residual {"on" if self._ctl.residual.active else "off"}) -> '
@@ -363,12 +392,30 @@ class ControllerNode(Node):
         stamp = receipt
         if not self._receipt_stamp:
             header = stamp_to_seconds(msg.header.stamp)
-            if header > 0.0:
+            if self._on_state_ticks:  # the sample's own time is the tick's
+                stamp = header
+            elif header > 0.0:
                 stamp = min(header, receipt)  # a future stamp would blind the watchdog
         # NaN/Inf values go to the core, which rejects and counts them.
         sample = JointSample(stamp, q, qd, effort)
         with self._state_lock:
             self._latest = sample
+        if self._on_state_ticks and (math.isnan(self._last_t) or stamp > self._last_t):
+            if math.isnan(self._last_t) and not self._chunk_source_matched():
+                return  # (the simulator sends this joint state again while it waits)
+            dt = stamp - self._last_t if math.isfinite(self._last_t) else self._last_dt
+            self._tick(stamp, dt)
+
+    def _chunk_source_matched(self) -> bool:
+        """Ticking on joint states, the first tick waits until the chunk source has been matched
+        for a moment (the reader and the writer learn of each other separately): a chunk sent
+        before would be lost, and a lockstep run would not repeat."""
+        if self._chunk_sub.get_publisher_count() == 0:
+            self._matched_since = math.nan
+            return False
+        if math.isnan(self._matched_since):
+            self._matched_since = time.monotonic()
+        return time.monotonic() - self._matched_since >= 0.5
 
     def _on_chunk(self, msg: ActionChunkMsg) -> None:
         now = self._now()
@@ -380,6 +427,13 @@ class ControllerNode(Node):
                 f'malformed chunk (sequence {msg.sequence}, source {msg.source!r}): {err}'
             )
             return
+        if self._hold_chunks:
+            with self._state_lock:
+                self._held.append(chunk)
+            return
+        self._push(chunk, now)
+
+    def _push(self, chunk: ActionChunk, now: float) -> None:
         before = self._ctl.tracker.metrics
         if not self._ctl.push_chunk(chunk, now):
             reason = _refusal_reason(before, self._ctl.tracker.metrics)
@@ -410,6 +464,8 @@ class ControllerNode(Node):
             res.message = 'refused: the estop topic still asserts true; publish false first'
             return res
         was_latched = self._ctl.reset()
+        with self._state_lock:
+            self._held.clear()  # the last episode's chunks must not act in the next
         res.success = True
         res.message = (
             'released; holding the current position until a fresh chunk arrives'
@@ -433,24 +489,34 @@ class ControllerNode(Node):
         tick = self._loop_clock.tick(deadline, dt)
         if tick is None:
             return
-        t, dt = tick.t, tick.dt
         if tick.restarted:
             with self._state_lock:
                 self._latest = None  # of the old time line
             self._ctl.restart_time()
             self._status = 'waiting'
             self.get_logger().warn(
-                f'simulated time started over at {t:.3f}: restarting from the next joint state'
+                f'simulated time started over at {tick.t:.3f}: restarting from the next joint '
+                'state'
             )
         if (tick.stalled > 0.0) != (self._clock_stalled > 0.0) and tick.stalled > 0.0:
             self.get_logger().error(
                 f'/clock stalled for {tick.stalled:.2f} s: stopping the arm on the wall clock'
             )
         self._clock_stalled = tick.stalled
+        self._tick(tick.t, tick.dt, clock_stalled=tick.stalled > 0.0)
+
+    def _tick(self, t: float, dt: float, *, clock_stalled: bool = False) -> None:
+        delay = self._node_cfg.value.chunk_delay - 1e-6  # (stamps went through float seconds)
         with self._state_lock:
             sample = self._latest
+            # Due: old enough, and never at the tick it was observed (it did not exist yet).
+            due = [t - c.stamp >= delay and t > c.stamp for c in self._held]
+            ready = [c for c, d in zip(self._held, due, strict=True) if d]
+            self._held = [c for c, d in zip(self._held, due, strict=True) if not d]
+        for chunk in ready:
+            self._push(chunk, t)
         try:
-            cmd = self._ctl.update(t, dt, sample, clock_stalled=tick.stalled > 0.0)
+            cmd = self._ctl.update(t, dt, sample, clock_stalled=clock_stalled)
         except Exception as err:  # a bug must not kill the loop silently: latch a hold instead
             self._loop_errors += 1
             self._last_loop_error = f'{type(err).__name__}: {err}'
@@ -464,6 +530,10 @@ class ControllerNode(Node):
         self._last_t, self._last_dt = t, dt
         if cmd is None:  # no valid joint state yet: nothing to command
             return
+        stamp = cmd.reference.chunk_stamp
+        if self._timing is not None and stamp != self._spliced_stamp and math.isfinite(stamp):
+            self._timing.append({'t': t, 'chunk_stamp': stamp, 'chunk_age': t - stamp})
+        self._spliced_stamp = stamp
         self._publish_command(cmd)
         if cmd.status != self._status:
             self._status = cmd.status
@@ -496,6 +566,8 @@ class ControllerNode(Node):
     # --- diagnostics ------------------------------------------------------------------------------
 
     def _publish_periodic_diagnostics(self) -> None:
+        if self._timing is not None:
+            self._timing.flush()
         self._diag_pub.publish(self._diagnostics(self.get_clock().now().to_msg(), periodic=True))
 
     def _diagnostics(self, stamp: object, *, periodic: bool) -> DiagnosticArray:
@@ -558,7 +630,7 @@ class ControllerNode(Node):
             'loop_errors': self._loop_errors,
             'last_loop_error': self._last_loop_error,
         }
-        if periodic:  # the statistics sort the history: not on the control thread
+        if periodic and not self._on_state_ticks:  # sorts the history: not on the control thread
             s = self._loop.stats()
             values.update(
                 rate_hz=self._loop_cfg.value.rate_hz,
@@ -575,7 +647,7 @@ class ControllerNode(Node):
         return diagnostics.diagnostic_array(stamp, [status])
 
     def _level_and_message(self, m: ControllerMetrics, cfg: ControllerConfig) -> tuple[bytes, str]:
-        if not self._loop.running:
+        if not self._loop.running and not self._on_state_ticks:
             return diagnostics.ERROR, f'control loop stopped: {self._loop.error}'
         if self._status == 'waiting':
             return diagnostics.WARN, 'waiting for valid joint_states: no commands'
@@ -612,6 +684,9 @@ class ControllerNode(Node):
                 self.get_logger().error('control loop did not stop: no safe stop published')
             else:
                 self._publish_safe_stop()
+        timing = getattr(self, '_timing', None)
+        if timing is not None:
+            timing.close()
         super().destroy_node()
 
     def _publish_safe_stop(self) -> None:

@@ -45,3 +45,13 @@ def test_success_rate_report() -> None:
     r = success_rate(195, 200)
     assert r.rate == pytest.approx(0.975)
     assert str(r) == '195/200 = 97.5 % (Wilson 95 % CI 94.3-98.9 %)'
+
+
+def test_sign_test_matches_the_binomial_tail():
+    from vla_core.stats import sign_test
+
+    assert sign_test(0, 0) == 1.0
+    assert sign_test(3, 3) == 1.0
+    assert abs(sign_test(0, 5) - 2 / 32) < 1e-12  # 2 * 0.5^5
+    assert abs(sign_test(8, 1) - 2 * (1 + 9) / 512) < 1e-12
+    assert sign_test(1, 8) == sign_test(8, 1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 import math
 
-__all__ = ['SuccessRate', 'success_rate', 'wilson_interval']
+__all__ = ['SuccessRate', 'sign_test', 'success_rate', 'wilson_interval']
 
 # Two-sided standard-normal quantiles for the usual confidence levels; avoids a scipy dependency.
 _Z = {0.80: 1.2815515655446004, 0.90: 1.6448536269514722, 0.95: 1.959963984540054,
@@ -61,3 +61,15 @@ class SuccessRate:
 def success_rate(successes: int, trials: int, confidence: float = 0.95) -> SuccessRate:
     lo, hi = wilson_interval(successes, trials, confidence)
     return SuccessRate(successes, trials, lo, hi, confidence)
+
+
+def sign_test(only_a: int, only_b: int) -> float:
+    """Two-sided exact sign test (McNemar's exact test) for paired successes: ``only_a`` pairs
+    succeeded only under A, ``only_b`` only under B. The p-value of a difference at least this
+    large if A and B were equally good; 1.0 without discordant pairs."""
+    if only_a < 0 or only_b < 0:
+        raise ValueError(f'counts must be non-negative, got {only_a}, {only_b}')
+    n = only_a + only_b
+    k = min(only_a, only_b)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2.0**n
+    return min(1.0, 2.0 * tail)

@@ -14,6 +14,13 @@ and the chunk rate; so are bad inputs (NaN joint states, empty images) and infer
 never end the worker thread. ``/diagnostics`` is ERROR while the node is active and camera frames
 arrive but no chunk has come out for ``max_chunk_gap`` (not while inactive or waiting for an
 instruction or for frames); its timer runs on the wall clock, so it reports when /clock stops too.
+
+The instruction comes from the task (``instruction``, latched: the simulator republishes it at
+every episode) unless an operator has sent one on ``instruction/operator``, which overrides it
+until an empty one clears it (``python -m vla_policy.instruct "push the red block ..."``). A chunk
+computed while the instruction changed (a new episode, a new command) is dropped, not published.
+``inference_delay`` makes every inference take at least that long (a slower model, for latency
+robustness figures); ``timing_log`` records each chunk's observation age and inference time.
 """
 
 from __future__ import annotations
@@ -38,7 +45,9 @@ from vla_learning.preprocess import resize_square
 from vla_ros_common import diagnostics, qos
 from vla_ros_common.conversions import chunk_to_msg, stamp_to_seconds
 from vla_ros_common.image import ImageEncodingError, image_to_numpy
+from vla_ros_common.jsonl import JsonLinesLog
 from vla_ros_common.node_main import run_node
+from vla_ros_common.package_url import resolve_package_url
 from vla_ros_common.params import declare_config
 
 __all__ = ['ObservationError', 'PolicyNode', 'PolicyNodeConfig', 'assemble_observation']
@@ -47,7 +56,8 @@ __all__ = ['ObservationError', 'PolicyNode', 'PolicyNodeConfig', 'assemble_obser
 @dataclass(frozen=True, kw_only=True)
 class PolicyNodeConfig(Config):
     artifact: str = param(
-        description='export directory (onnxruntime/tensorrt) or checkpoint .pt (torch)',
+        description='export directory (onnxruntime/tensorrt) or checkpoint .pt (torch); '
+        'package://<package>/<path> for one shipped in a package',
         read_only=True,
     )
     backend: str = param(
@@ -64,8 +74,18 @@ class PolicyNodeConfig(Config):
         'minilm', description='must match training', choices=('minilm', 'hashed'), read_only=True
     )
     rate_hz: float = param(
-        10.0, description='most chunks per second; a new camera frame starts one [Hz]',
+        10.0, description='most chunks per second of camera time (frame stamps); a new camera '
+        'frame starts one [Hz]',
         range=(0.1, 100.0),
+    )  # fmt: skip
+    inference_delay: float = param(
+        0.0, description='every inference takes at least this long (wall time): a slower model, '
+        'for latency-robustness evaluations [s]',
+        range=(0.0, 10.0),
+    )  # fmt: skip
+    timing_log: str = param(
+        '', description='append per chunk: observation stamp, its age when inference started, '
+        'inference time (JSON lines)', read_only=True,
     )  # fmt: skip
     max_observation_age: float = param(
         0.5, description='refuse observations older than this [s]', range=(0.001, 60.0)
@@ -163,7 +183,11 @@ class PolicyNode(LifecycleNode):
         # Recent joint states: the one nearest the image stamp is paired with it (joint states
         # arrive ~10x faster than frames, so the newest one can be a camera period ahead).
         self._joint_states: deque[JointState] = deque(maxlen=200)
-        self._instruction = self._cfg.value.instruction
+        self._instruction = self._cfg.value.instruction  # the task's
+        self._operator_instruction = ''  # overrides the task's while not empty
+        self._instruction_epoch = 0  # counts instruction messages: a chunk spans one epoch
+        self._frame_floor = -np.inf  # newest frame stamp when the instruction last changed
+        self._timing: JsonLinesLog | None = None
         self._running = threading.Event()
         self._frame_arrived = threading.Event()  # wakes the worker (see _run)
         self._worker: threading.Thread | None = None
@@ -176,7 +200,8 @@ class PolicyNode(LifecycleNode):
         self._reported_problems = 0  # refusals + errors at the last report
         self._last_frame = float('nan')  # monotonic receipt of the newest camera frame
         self._active_since = float('nan')  # monotonic
-        self._last_stamp = float('nan')
+        self._last_stamp = -np.inf  # the newest frame inferred, and under which instruction
+        self._last_epoch = -1
         self._entities: list = []
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -190,6 +215,14 @@ class PolicyNode(LifecycleNode):
             self._backend = None
             return TransitionCallbackReturn.FAILURE
         self._images = [deque(maxlen=4) for _ in cfg.cameras]
+        # Instructions first: when a new episode's instruction and its first frame are both
+        # ready, the executor takes them in creation order, so that frame sees its instruction.
+        self._entities.append(
+            self.create_subscription(String, 'instruction', self._on_instruction, qos.LATCHED)
+        )
+        self._entities.append(self.create_subscription(
+            String, 'instruction/operator', self._on_operator_instruction, qos.LATCHED
+        ))  # fmt: skip
         for i, cam in enumerate(cfg.cameras):
             self._entities.append(self.create_subscription(
                 Image, f'camera/{cam}/image_raw', lambda m, i=i: self._on_image(i, m),
@@ -199,9 +232,8 @@ class PolicyNode(LifecycleNode):
             JointState, 'joint_states', self._on_joint_state, qos.SENSOR_IN,
             qos_overriding_options=qos.qos_overrides(),
         ))  # fmt: skip
-        self._entities.append(
-            self.create_subscription(String, 'instruction', self._on_instruction, qos.LATCHED)
-        )
+        if cfg.timing_log:
+            self._timing = JsonLinesLog(cfg.timing_log)
         self._chunk_pub = self.create_lifecycle_publisher(
             ActionChunkMsg, 'policy/action_chunk', qos.ACTION_CHUNK
         )
@@ -229,7 +261,7 @@ class PolicyNode(LifecycleNode):
         # chunk computed that late would arrive expired.
         encoder(cfg.instruction or 'warm up')
         backend = make_backend(cfg.backend, config=config, instruction_encoder=encoder)
-        spec = backend.load(cfg.artifact)
+        spec = backend.load(resolve_package_url(cfg.artifact))
         if spec.num_cameras != len(cfg.cameras):
             raise ValueError(
                 f'the model takes {spec.num_cameras} cameras, parameter cameras names '
@@ -278,6 +310,8 @@ class PolicyNode(LifecycleNode):
 
     def destroy_node(self) -> None:
         self._stop_worker()
+        if self._timing is not None:
+            self._timing.close()
         super().destroy_node()
 
     # --- callbacks: store only ----------------------------------------------------------------
@@ -292,10 +326,32 @@ class PolicyNode(LifecycleNode):
         with self._lock:
             self._joint_states.append(msg)
 
+    def _new_instruction_epoch(self, had_one: bool) -> None:
+        """(Under the lock.) Frames taken before an instruction replaced another belong to the
+        old one; before the first, any frame is for it."""
+        self._instruction_epoch += 1
+        stamps = [stamp_to_seconds(m.header.stamp) for q in self._images for m in q]
+        self._frame_floor = max(stamps, default=-np.inf) if had_one else -np.inf
+
     def _on_instruction(self, msg: String) -> None:
         with self._lock:
+            self._new_instruction_epoch(bool(self._operator_instruction or self._instruction))
             self._instruction = msg.data
-        self.get_logger().info(f'instruction: "{msg.data}"')
+            operator = self._operator_instruction
+        if operator:
+            self.get_logger().info(f'task instruction "{msg.data}" (the operator\'s overrides it)')
+        else:
+            self.get_logger().info(f'instruction: "{msg.data}"')
+
+    def _on_operator_instruction(self, msg: String) -> None:
+        with self._lock:
+            self._new_instruction_epoch(bool(self._operator_instruction or self._instruction))
+            self._operator_instruction = msg.data.strip()
+            task = self._instruction
+        if msg.data.strip():
+            self.get_logger().info(f'operator instruction: "{msg.data.strip()}"')
+        else:
+            self.get_logger().info(f'operator instruction cleared; the task\'s: "{task}"')
 
     # --- inference thread ---------------------------------------------------------------------
 
@@ -307,21 +363,17 @@ class PolicyNode(LifecycleNode):
         self.get_logger().warn(f'observation refused: {reason}', throttle_duration_sec=2.0)
 
     def _run(self) -> None:
-        """Infer when a camera frame arrives, at most ``rate_hz`` chunks a second; without
+        """Infer when a camera frame arrives, at most ``rate_hz`` chunks per second of frame
+        stamps (camera time: a lockstep simulation runs faster than the wall clock); without
         frames, once a period anyway, so that missing or stale inputs are refused with their
         reason. A plain timer beat against cameras at the same rate and skipped frames (7.6
         chunks/s from 10 Hz cameras at ``rate_hz`` 10)."""
         period = 1.0 / self._cfg.value.rate_hz
-        next_allowed = time.monotonic()
         while self._running.is_set():
             self._frame_arrived.wait(timeout=period)
             self._frame_arrived.clear()
-            delay = next_allowed - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            started = time.monotonic()
-            if self._running.is_set() and self._step_guarded():
-                next_allowed = started + period
+            if self._running.is_set():
+                self._step_guarded()
 
     def _step_guarded(self) -> bool:
         """:meth:`_step`, counting and reporting what it raises: no input, however bad, and no
@@ -346,11 +398,19 @@ class PolicyNode(LifecycleNode):
         with self._lock:
             frames = [list(q) for q in self._images]
             joint_states = list(self._joint_states)
-            instruction = self._instruction
+            instruction = self._operator_instruction or self._instruction
+            epoch = self._instruction_epoch
+            floor = self._frame_floor
         images = _newest_complete_set(frames)
         newest = images[0] if images else None
-        if newest is not None and stamp_to_seconds(newest.header.stamp) == self._last_stamp:
-            return False  # nothing new since the last chunk
+        # Nothing new since the last chunk, or sooner than rate_hz allows (1 % jitter tolerated);
+        # a new instruction (a new episode) starts at once.
+        soonest = self._last_stamp + 0.99 / cfg.rate_hz if epoch == self._last_epoch else -np.inf
+        if newest is not None and (
+            stamp_to_seconds(newest.header.stamp) < soonest
+            or stamp_to_seconds(newest.header.stamp) <= floor
+        ):
+            return False
         joint_state = None
         if newest is not None and joint_states:
             target = stamp_to_seconds(newest.header.stamp)
@@ -375,13 +435,31 @@ class PolicyNode(LifecycleNode):
         chunk = backend.infer(
             Observation(stamp=stamp, images=pixels, state=state, instruction=instruction)
         )
-        self._latencies.append(time.perf_counter() - started)
+        latency = time.perf_counter() - started
+        if latency < cfg.inference_delay:
+            time.sleep(cfg.inference_delay - latency)
+            latency = cfg.inference_delay
+        self._latencies.append(latency)
+        self._last_stamp, self._last_epoch = stamp, epoch
+        with self._lock:
+            superseded = epoch != self._instruction_epoch
+        if superseded:  # computed for an instruction that no longer holds
+            self._refuse('instruction changed during inference; chunk dropped')
+            return False
         self._chunk_times.append(time.monotonic())
-        self._last_stamp = stamp
         self._chunk_pub.publish(chunk_to_msg(chunk))
+        if self._timing is not None:
+            self._timing.append({
+                # (a clock at 0 has not received /clock yet: no age to tell)
+                'stamp': stamp, 'observation_age': now - stamp if now > 0 else None,
+                'inference': latency,
+                'sequence': chunk.sequence,
+            })  # fmt: skip
         return True
 
     def _publish_diagnostics(self) -> None:
+        if self._timing is not None:
+            self._timing.flush()
         with self._lock:
             refusals = dict(self._refusals)
             errors, last_error = self._errors, self._last_error

@@ -12,7 +12,7 @@ from vla_ros_common.launch_graph import launch_views
 from vla_ros_common.runner import main
 
 CONFIG = Path(__file__).resolve().parents[3] / 'config'
-DEMO = CONFIG / 'graphs' / 'demo.yaml'
+DEMO = CONFIG / 'graphs' / 'expert.yaml'
 
 
 def test_views_add_the_nodes_of_view_yaml_once():

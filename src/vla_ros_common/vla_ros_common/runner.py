@@ -1,9 +1,9 @@
 """The embedded runner: start a graph YAML's nodes composed on executors, no launch needed.
 
-    vla run config/graphs/demo.yaml                 # one process
-    vla run config/graphs/demo.yaml --processes     # one per group
-    vla run config/graphs/demo.yaml --duration 10   # stop after 10 s
-    vla run config/graphs/demo.yaml --view          # + the browser view
+    vla run config/graphs/deploy.yaml                 # one process
+    vla run config/graphs/deploy.yaml --processes     # one per group
+    vla run config/graphs/deploy.yaml --duration 10   # stop after 10 s
+    vla run config/graphs/deploy.yaml --view          # + the browser view
 
 Nodes get exactly the ``--ros-args`` launch_ros would give them (name, namespace, params files,
 remappings), plus the inline parameters, so a graph behaves the same under ``ros2 launch``.

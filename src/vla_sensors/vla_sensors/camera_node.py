@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 import threading
 
-from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
 from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
@@ -37,6 +36,7 @@ from vla_ros_common.conversions import camera_info_msg as ros_camera_info_msg
 from vla_ros_common.conversions import seconds_to_stamp
 from vla_ros_common.image import numpy_to_image
 from vla_ros_common.node_main import run_node
+from vla_ros_common.package_url import resolve_package_url
 from vla_ros_common.params import declare_config
 from vla_sensors.camera import CameraConfig, CameraDriver, CameraStats, PolicyImageTransform
 from vla_sensors.camera_info import CalibrationError, CameraInfo, load_camera_info
@@ -61,14 +61,10 @@ class CameraNodeConfig(Config):
 
 def resolve_calibration_url(url: str) -> str:
     """``package://pkg/path`` (camera_info_manager's URL form) -> a file path; others unchanged."""
-    if not url.startswith('package://'):
-        return url
-    package, _, rest = url[len('package://') :].partition('/')
     try:
-        share = get_package_share_directory(package)
-    except (PackageNotFoundError, ValueError):
-        raise CalibrationError(f"{url}: package '{package}' is not installed") from None
-    return f'{share}/{rest}'
+        return resolve_package_url(url)
+    except FileNotFoundError as err:
+        raise CalibrationError(str(err)) from None
 
 
 def camera_info_msg(info: CameraInfo, frame_id: str) -> CameraInfoMsg:

@@ -10,6 +10,7 @@ import time
 import numpy as np
 
 from vla_core.chunk import ActionChunk
+from vla_core.control import ControllerConfig, JointSample, ResidualController
 from vla_core.robot import JointCommand
 from vla_sim.expert import ExpertConfig, PushExpert, chunk_target
 from vla_sim.sim import MujocoSim
@@ -42,6 +43,7 @@ def run_episode(
     slip_at: float | None = None,
     slip_m: float = 0.04,
     on_step: Callable[[np.ndarray], np.ndarray] | None = None,
+    controller: ControllerConfig | None = None,
 ) -> EpisodeResult:
     """One expert episode in position mode; the expert re-plans every ``replan_period`` s.
 
@@ -51,7 +53,10 @@ def run_episode(
     (:meth:`TabletopTask.slip_block`): the expert re-approaches it from its new place.
     ``on_step(target)`` is called every control period, before the step, with the expert's
     joint target (in ``sim.joint_names`` order) and returns the target to execute: a recorder
-    reads the sim there, a noise injector returns the target plus noise.
+    reads the sim there, a noise injector returns the target plus noise. With ``controller``
+    the expert's chunks go through a :class:`ResidualController` of that config (joint names
+    the sim's, position mode) at the control rate, as in the deployed graph, and its command is
+    executed instead of the chunk's linear interpolation (how demonstrations are executed).
     """
     if sim.actuation_mode != 'position':
         raise ValueError('the expert emits joint-position targets: use actuation=position')
@@ -63,6 +68,7 @@ def run_episode(
     wall0 = time.perf_counter()
     task.reset(seed)
     replan_every = max(1, round(replan_period / sim.control_period))
+    ctl = None if controller is None else ResidualController(controller)
     chunk = None
     perturbed: float | None = None
     slipped: float | None = None  # when the block slipped; -1 when no slip could be placed
@@ -73,13 +79,22 @@ def run_episode(
                 perturbed = task.elapsed
             chunk = None  # the old plan is stale
             step = 0
+            if ctl is not None:
+                ctl.reset()  # the arm was teleported: restart from where it is
         if slip_at is not None and slipped is None and task.elapsed >= slip_at - 1e-9:
             slipped = task.elapsed if task.slip_block(rng, slip_m) else -1.0
             chunk = None
             step = 0
         if chunk is None or step % replan_every == 0:
             chunk = expert.act(task.block, task.target_xy)
-        target = chunk_target(chunk, sim.now())
+            if ctl is not None:
+                ctl.push_chunk(chunk, sim.now())
+        if ctl is None:
+            target = chunk_target(chunk, sim.now())
+        else:
+            state = sim.read_state()
+            sample = JointSample(state.stamp, state.position.copy(), state.velocity.copy())
+            target = ctl.update(sim.now(), sim.control_period, sample).position
         if on_step is not None:
             target = on_step(target)
         result = task.step(JointCommand('position', target, chunk.joint_names, stamp=sim.now()))

@@ -7,7 +7,9 @@ position and yaw, and the target, keeping the pushing corridor free of the other
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+import itertools
 import math
 
 import numpy as np
@@ -19,7 +21,7 @@ from vla_sim.sim import HOME_QPOS, MujocoSim
 
 __all__ = [
     'SCENE_STATE_NAMES', 'TASKS', 'StepResult', 'TabletopTask', 'TaskConfig', 'TaskSpec',
-    'segment_distance',
+    'cycling_schedule', 'episode_schedule', 'segment_distance',
 ]  # fmt: skip
 
 
@@ -231,3 +233,25 @@ def segment_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
     denom = float(ab @ ab)
     t = 0.0 if denom < 1e-12 else min(1.0, max(0.0, float((p - a) @ ab) / denom))
     return float(np.linalg.norm(p - (a + t * ab)))
+
+
+def episode_schedule(
+    tasks: Sequence[str], seed: int, episodes_per_task: int | None = None
+) -> Iterator[tuple[str, int]]:
+    """The (task, seed) of each episode of a seeded evaluation: every task runs seeds ``seed``,
+    ``seed + 1``, ..., interleaved (each task at one seed, then each at the next), so a run cut
+    short still covers every task. In-process and graph evaluations share it, so they run the
+    same pairs. ``episodes_per_task`` None: endless."""
+    rounds = itertools.count() if episodes_per_task is None else range(episodes_per_task)
+    for i in rounds:
+        for task in tasks:
+            yield task, seed + i
+
+
+def cycling_schedule(tasks: Sequence[str], first_task: str, seed: int) -> Iterator[tuple[str, int]]:
+    """Endless episodes from ``first_task`` at ``seed``: each next one the next task of the cycle
+    (the first of it, if ``first_task`` is not in it) and the next seed."""
+    task = first_task
+    for s in itertools.count(seed):
+        yield task, s
+        task = tasks[(tasks.index(task) + 1) % len(tasks)] if task in tasks else tasks[0]

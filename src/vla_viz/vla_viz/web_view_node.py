@@ -1,6 +1,6 @@
 """The browser view of the graph, for machines without rviz (rerun-sdk, optional; issue 25).
 
-    python -m vla_ros_common.runner config/graphs/demo.yaml --view    # or: make demo VIEW=1
+    python -m vla_ros_common.runner config/graphs/deploy.yaml --view    # or: make demo VIEW=1
     python -m vla_viz.web_view_node                                    # join a running graph
 
 then open the URL it logs (http://127.0.0.1:9090/?url=...). Shows the cameras

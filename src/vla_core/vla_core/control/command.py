@@ -27,7 +27,7 @@ class ControlCommand:
     t: float
     mode: str  # output mode
     status: str  # 'track' | 'hold' (no chunk yet) | 'stop' (watchdog) | 'estop'
-    classic: str  # which law produced it: 'pid' | 'mpc' | 'pid_fallback' | 'open_loop' | 'estop'
+    classic: str  # 'pid' | 'mpc' | 'pid_fallback' | 'reference' | 'open_loop' | 'estop'
     position: np.ndarray  # position mode: the command; else the reference position
     velocity: np.ndarray  # velocity mode: the command; position mode: its rate
     effort: np.ndarray | None  # effort mode only

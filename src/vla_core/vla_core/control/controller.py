@@ -13,7 +13,11 @@ All times are seconds on one clock (the node's clock); nothing here reads a cloc
 Per tick: newest valid joint state -> watchdog / e-stop -> reference from the chunk tracker ->
 classical command (PID, or MPC with PID fallback) -> + bounded residual -> command limiter.
 Commands are in command units: a velocity request in position and velocity modes (position mode
-integrates it into the commanded position), an effort in effort mode.
+integrates it into the commanded position), an effort in effort mode. Position mode's default
+``position_command: reference`` requests whatever keeps the command on the reference (the chunk's
+targets are the servo's setpoints, as when the demonstrations were recorded), so the PID/MPC
+serves velocity and effort modes, as ros2_control's trajectory controller does on a position
+interface; ``integrate`` closes the PID on the measured position instead.
 """
 
 from __future__ import annotations
@@ -67,6 +71,14 @@ class ControllerConfig(Config):
         read_only=True,
     )
     classic: str = param('pid', description='classical layer', choices=('pid', 'mpc'))
+    position_command: str = param(
+        'reference',
+        description='position mode: reference (the command is the tracked reference itself, '
+        "limited: chunk targets are servo setpoints, as the policy's demonstrations were "
+        'executed) or integrate (the classical velocity request integrated into the command)',
+        choices=('reference', 'integrate'),
+        read_only=True,
+    )
     gravity_compensation: bool = param(
         True, description='effort mode: add the model gravity torque when a model is given'
     )
@@ -329,6 +341,9 @@ class ResidualController:
         ref: Reference,
         gravity: np.ndarray,
     ) -> tuple[np.ndarray, str]:
+        if self.mode == 'position' and self.config.position_command == 'reference':
+            # The speed that puts the command on the reference this tick; the limiter bounds it.
+            return self.limiter.follow(ref.position, ref.velocity, dt), 'reference'
         if self.mode == 'effort':
             u_lo, u_hi = -self.limits.effort_max, self.limits.effort_max
         else:

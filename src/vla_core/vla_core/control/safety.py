@@ -273,6 +273,16 @@ class CommandLimiter:
         adt = self.limits.a_max * dt
         return adt * (np.sqrt(0.25 + 2.0 * distance / (adt * dt)) - 0.5)
 
+    def follow(self, position: np.ndarray, velocity: np.ndarray, dt: float) -> np.ndarray:
+        """The velocity request that moves the position command onto a reference moving at
+        ``velocity``: the reference's speed plus the closing speed for the gap, which is at
+        most what the acceleration limit can still brake before the gap closes. A plain gap / dt
+        request would be rate-limited into overshoot and a limit cycle around every step of the
+        reference (expert through the controller: 7.9 s per episode against 3.8 s directly)."""
+        gap = position - self.q_cmd - velocity * dt  # what following at its speed leaves
+        closing = np.minimum(np.abs(gap) / dt, self._brake_speed(np.abs(gap), dt))
+        return velocity + np.sign(gap) * closing
+
     def hold_position(self, position: np.ndarray) -> None:
         """E-stop in position mode: command ``position`` now, without rate limits."""
         self.q_cmd = np.clip(

@@ -17,8 +17,7 @@ block, pushed it closer but not in.
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict, dataclass
-import json
+from dataclasses import replace
 from pathlib import Path
 import sys
 import time
@@ -28,24 +27,9 @@ import numpy as np
 from vla_core.cli import cli_main
 from vla_core.config import config_to_flat
 from vla_core.control.reference import TrackerConfig
+from vla_sim.outcomes import EpisodeOutcome, EpisodeProbe, write_report
 
 __all__ = ['EpisodeOutcome', 'evaluate', 'load_backend', 'main', 'run_episodes', 'sim_observation']
-
-
-@dataclass(frozen=True)
-class EpisodeOutcome:
-    task: str
-    seed: int
-    success: bool
-    sim_time: float
-    chunks: int
-    mean_latency_ms: float
-    # Where a failure went wrong: never reached the block, pushed it off line, or moved the others.
-    start_distance_m: float  # named block to target centre, at reset
-    final_distance_m: float  # the same at the end
-    closest_approach_m: float  # tool centre to the named block's centre (xy), over the episode
-    block_travel_m: float  # net xy displacement of the named block
-    others_travel_m: float  # largest net xy displacement of any other block
 
 
 def sim_observation(sim, spec, instruction: str):
@@ -79,14 +63,12 @@ def _episode(
     from vla_core.control.reference import ChunkTracker
     from vla_core.robot import JointCommand
     from vla_sim.expert import chunk_target
-    from vla_sim.scene import BLOCK_COLORS
 
     task.reset(seed)
     reset_episode = getattr(backend, 'reset_episode', None)
     if reset_episode is not None:  # backends with per-episode state (the state oracle)
         reset_episode(task, seed)
-    start = {c: sim.block_pose(c).position[:2].copy() for c in BLOCK_COLORS}
-    closest = np.inf
+    probe = EpisodeProbe(sim, task.block, task.target_xy)
     every = max(1, round(1.0 / (rate * sim.control_period)))
     writer = None
     chunk, step, latencies = None, 0, []
@@ -113,24 +95,15 @@ def _episode(
         else:
             target, order = tracker.update(sim.now()).position, names
         result = task.step(JointCommand('position', target, order, stamp=sim.now()))
-        gap = sim.ee_pose().position[:2] - sim.block_pose(task.block).position[:2]
-        closest = min(closest, float(np.linalg.norm(gap)))
+        probe.step()
         step += 1
         if result.done:
             break
     if writer is not None:
         writer.release()
-    end = {c: sim.block_pose(c).position[:2] for c in BLOCK_COLORS}
-    travel = {c: float(np.linalg.norm(end[c] - start[c])) for c in BLOCK_COLORS}
-    return EpisodeOutcome(
-        task.name, seed, bool(result.success), float(result.time), len(latencies),
-        float(np.mean(latencies)),
-        start_distance_m=float(np.linalg.norm(start[task.block] - task.target_xy)),
-        final_distance_m=float(np.linalg.norm(end[task.block] - task.target_xy)),
-        closest_approach_m=closest,
-        block_travel_m=travel[task.block],
-        others_travel_m=max(v for c, v in travel.items() if c != task.block),
-    )  # fmt: skip
+    return probe.outcome(
+        task.name, seed, result.success, result.time, len(latencies), float(np.mean(latencies))
+    )
 
 
 def load_backend(artifact: str, kind: str, threads: int, instruction_encoder: str):
@@ -199,7 +172,7 @@ def run_episodes(
 
     from vla_sim.config import SimConfig
     from vla_sim.sim import MujocoSim
-    from vla_sim.tasks import TabletopTask, TaskConfig
+    from vla_sim.tasks import TabletopTask, TaskConfig, episode_schedule
 
     out.mkdir(parents=True, exist_ok=True)
     task_config = TaskConfig() if time_limit_s is None else TaskConfig(time_limit_s=time_limit_s)
@@ -210,14 +183,14 @@ def run_episodes(
     outcomes: list[EpisodeOutcome] = []
     bar = tqdm(total=len(tasks) * episodes, desc='closed-loop episodes', disable=not progress)
     try:
-        for name in tasks:
-            task = TabletopTask(sim, name, task_config)
-            for i in range(episodes):
-                video = out / f'{name}_seed{seed + i}.mp4' if i < videos else None
-                outcomes.append(_episode(sim, backend, task, seed + i, rate, video, tracking))
-                bar.update()
-                done = [o for o in outcomes if o.task == name]
-                bar.set_postfix(task=name, success=f'{sum(o.success for o in done)}/{len(done)}')
+        by_name = {name: TabletopTask(sim, name, task_config) for name in tasks}
+        for name, episode_seed in episode_schedule(tasks, seed, episodes):
+            video = out / f"{name}_seed{episode_seed}.mp4" if episode_seed < seed + videos else None
+            outcomes.append(
+                _episode(sim, backend, by_name[name], episode_seed, rate, video, tracking)
+            )
+            bar.update()
+            bar.set_postfix(success=f"{sum(o.success for o in outcomes)}/{len(outcomes)}")
     finally:
         bar.close()
         if own_sim:
@@ -228,69 +201,8 @@ def run_episodes(
         'time_limit_s': task_config.time_limit_s,
         'scene_state': getattr(backend, 'scene_state_source', 'estimated'),
     }  # fmt: skip
-    _report(outcomes, tasks, out, label, settings)
+    write_report(outcomes, tasks, out, label, settings)
     return outcomes
-
-
-# A tool centre this far from the block centre never touched it (half size 2 cm + finger).
-_NO_CONTACT_M = 0.045
-_DISTURBED_M = 0.02
-
-
-def _failure_modes(failed: list[EpisodeOutcome]) -> dict[str, float | int]:
-    """Counts of the ways episodes failed, and how far the block ended from the target."""
-    return {
-        'never_reached_block': sum(o.closest_approach_m > _NO_CONTACT_M for o in failed),
-        'block_not_moved': sum(o.block_travel_m < _DISTURBED_M for o in failed),
-        'other_block_moved': sum(o.others_travel_m >= _DISTURBED_M for o in failed),
-        'pushed_closer': sum(
-            o.final_distance_m < o.start_distance_m - _DISTURBED_M for o in failed
-        ),
-        'median_final_distance_m': round(float(np.median([o.final_distance_m for o in failed])), 3),
-    }
-
-
-def _report(
-    outcomes: list[EpisodeOutcome], tasks: list[str], out: Path, label: str, settings: dict
-) -> None:
-    import matplotlib
-
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
-    from vla_core.stats import wilson_interval
-
-    summary = {}
-    for task in tasks:
-        ok = [o.success for o in outcomes if o.task == task]
-        lo, hi = wilson_interval(sum(ok), len(ok))
-        summary[task] = {'success': sum(ok), 'episodes': len(ok), 'wilson95': [lo, hi]}
-        print(f'{task:<12} {sum(ok):4d}/{len(ok):<4d} = {100 * sum(ok) / len(ok):5.1f} % '
-              f'(Wilson 95 % CI {100 * lo:.1f}-{100 * hi:.1f} %)')  # fmt: skip
-        failed = [o for o in outcomes if o.task == task and not o.success]
-        if failed:
-            modes = _failure_modes(failed)
-            summary[task]['failures'] = modes
-            print('    failures: ' + ', '.join(f'{k} {v}' for k, v in modes.items()))
-    latency = np.mean([o.mean_latency_ms for o in outcomes])
-    print(f'mean inference latency {latency:.1f} ms per chunk')
-    (out / 'results.json').write_text(json.dumps({
-        'artifact': label, 'settings': settings, 'summary': summary,
-        'episodes': [asdict(o) for o in outcomes],
-    }, indent=2))  # fmt: skip
-    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(tasks), 3.5))
-    rates = [summary[t]['success'] / summary[t]['episodes'] for t in tasks]
-    errors = np.array([[r - summary[t]['wilson95'][0], summary[t]['wilson95'][1] - r]
-                       for t, r in zip(tasks, rates, strict=True)]).T  # fmt: skip
-    ax.bar(tasks, rates, yerr=errors, capsize=6, color='tab:blue')
-    ax.axhline(0.8, color='tab:red', ls='--', lw=1, label='80 % target')
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel('success rate (Wilson 95 % CI)')
-    ax.set_title(f'closed-loop success, {outcomes and len(outcomes) // len(tasks)} seeds per task')
-    ax.legend(loc='lower right')
-    fig.tight_layout()
-    fig.savefig(out / 'success.png', dpi=120)
-    plt.close(fig)
 
 
 @cli_main('vla eval')
