@@ -48,7 +48,8 @@ def cli_user_errors(tmp: Path) -> Outcome:
     bad.write_bytes(b'not a checkpoint')
     tiny = str(ROOT / 'src' / 'vla_learning' / 'config' / 'tiny_test.yaml')
     lines = [
-        _one_line(c, ['vla_sim.evaluation.policy', '--artifact', str(tmp / 'missing')], 'missing', tmp),
+        _one_line(c, ['vla_sim.evaluation.policy', '--artifact', str(tmp / 'missing')],
+                  'missing', tmp),
         _one_line(c, ['vla_learning.export', '--checkpoint', str(bad), '--output',
                       str(tmp / 'x'), '--observations', str(bad)], 'corrupt.pt', tmp),
         _one_line(c, ['vla_learning.train', '--config', tiny, '--set', 'train.stepz=3'],

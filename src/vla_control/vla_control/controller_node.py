@@ -495,8 +495,7 @@ class ControllerNode(Node):
             self._ctl.restart_time()
             self._status = 'waiting'
             self.get_logger().warn(
-                f'simulated time started over at {tick.t:.3f}: restarting from the next joint '
-                'state'
+                f'simulated time started over at {tick.t:.3f}: restarting from the next joint state'
             )
         if (tick.stalled > 0.0) != (self._clock_stalled > 0.0) and tick.stalled > 0.0:
             self.get_logger().error(

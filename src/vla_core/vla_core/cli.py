@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 import functools
 import importlib
 import sys
+from typing import Protocol
 
 from vla_core.config import ConfigError
 
@@ -29,7 +30,12 @@ __all__ = [
 ]  # fmt: skip
 
 Main = Callable[[Sequence[str] | None], int | None]
-MainFn = Callable[[Sequence[str] | None], int]
+
+
+class MainFn(Protocol):
+    """A tool's ``main(argv=None) -> exit code``."""
+
+    def __call__(self, argv: Sequence[str] | None = None) -> int: ...
 
 
 def load_entry_point(target: str) -> Main:

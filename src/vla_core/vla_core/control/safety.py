@@ -186,7 +186,7 @@ class ClockWatchdog:
             self._stalled = False
             return ClockTick(sim_now, dt, 0.0, restarted)
         stalled = wall_now - self._sim_wall
-        if not self._armed or last is None or stalled <= self.timeout:
+        if not self._armed or last is None or sim is None or stalled <= self.timeout:
             return None
         t = sim + stalled
         dt = t - last if self._stalled else dt_wall  # nothing was commanded while it waited

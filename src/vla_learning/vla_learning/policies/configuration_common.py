@@ -134,6 +134,14 @@ class SceneConfig(Config):
         'from exact positions and tolerates small errors',
         range=(0.0, 0.1),
     )
+    expert_input: str = param(
+        'labels',
+        description="what the policy trains on in the scene token after the localizer's "
+        'pretraining: labels (the recorded scene state plus teacher_noise_m: exact privileged '
+        "state) or estimate (the frozen localizer's own estimate of every frame: what it will "
+        'get when deployed; for labels that are noisy, e.g. hindsight labels from kinematics)',
+        choices=('labels', 'estimate'),
+    )
     pretrain_steps: int = param(
         0,
         description='steps that train the localizer alone, on its own loss and warm-up/cosine '

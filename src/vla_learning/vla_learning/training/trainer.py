@@ -243,6 +243,24 @@ class Trainer:
             for tensor in localizer.state_dict().values():
                 torch.distributed.broadcast(tensor, src=0)
         self.history['scene_val_median_m'] = self.localizer_error(self.val_set)
+        if scene.expert_input == 'estimate':
+            for dataset in (self.train_set, self.val_set):
+                dataset.env_state = self.localizer_estimates(dataset)
+
+    @torch.no_grad()
+    def localizer_estimates(self, dataset: ChunkDataset) -> torch.Tensor:
+        """The frozen localizer's estimate ``(N, 4)`` [m] of every frame of ``dataset``: what
+        the policy trains on with ``scene.expert_input: estimate``."""
+        localizer = self.policy.localizer
+        assert localizer is not None
+        localizer.eval()
+        out = []
+        for index in torch.arange(len(dataset)).split(self.cfg.train.batch_size):
+            image, lang_n, _ = self._scene_batch(dataset, index)
+            out.append(localizer(image, lang_n).cpu())
+        return torch.cat(out).to(
+            dataset.env_state.dtype if dataset.env_state is not None else torch.float32
+        )
 
     @torch.no_grad()
     def localizer_error(self, dataset: ChunkDataset) -> list[float]:

@@ -17,7 +17,6 @@ block, pushed it closer but not in.
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 from pathlib import Path
 import sys
 import time
@@ -185,12 +184,12 @@ def run_episodes(
     try:
         by_name = {name: TabletopTask(sim, name, task_config) for name in tasks}
         for name, episode_seed in episode_schedule(tasks, seed, episodes):
-            video = out / f"{name}_seed{episode_seed}.mp4" if episode_seed < seed + videos else None
+            video = out / f'{name}_seed{episode_seed}.mp4' if episode_seed < seed + videos else None
             outcomes.append(
                 _episode(sim, backend, by_name[name], episode_seed, rate, video, tracking)
             )
             bar.update()
-            bar.set_postfix(success=f"{sum(o.success for o in outcomes)}/{len(outcomes)}")
+            bar.set_postfix(success=f'{sum(o.success for o in outcomes)}/{len(outcomes)}')
     finally:
         bar.close()
         if own_sim:
