@@ -11,7 +11,7 @@ from __future__ import annotations
 import atexit
 from collections.abc import Callable
 import contextlib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 import os
 from pathlib import Path
 import signal
@@ -357,33 +357,11 @@ class Rig:
 
 
 def make_tiny_export(out: Path) -> Path:
-    """An exported flow policy for the sim arm (its joints and cameras), untrained: its deltas are
-    scaled so its chunks hold the arm near where it is, inside every limit."""
-    import torch
+    """An exported flow policy for the sim arm (its joints and cameras), untrained: its chunks
+    hold the arm near where it is, inside every limit."""
+    from vla_learning.testing import tiny_export
 
-    from vla_learning.data.synthetic import SyntheticConfig, make_synthetic_datasets
-    from vla_learning.export.onnx_export import export_onnx
-    from vla_learning.policies.configuration_policy import PolicyConfig
-    from vla_learning.policies.factory import make_policy
-
-    train, _ = make_synthetic_datasets(
-        SyntheticConfig(num_train=32, num_val=8, image_size=32, horizon=16, dof=7,
-                        language='hashed')
-    )  # fmt: skip
-    gen = torch.Generator().manual_seed(0)
-    actions = train.state[:, None, :] + 1e-3 * torch.randn(train.actions.shape, generator=gen)
-    train = replace(train, actions=actions, features=train.features.replace(joint_names=JOINTS))
-    config = PolicyConfig(
-        type='flow', features=train.features, delta_actions=True,
-        vision={'backbone': 'tiny-cnn', 'pretrained': False, 'freeze': False},
-        trunk={'d_model': 32, 'num_layers': 1, 'num_heads': 2, 'mlp_ratio': 2.0},
-        flow={'expert_layers': 1, 'num_steps': 2},
-    )  # fmt: skip
-    torch.manual_seed(0)
-    policy = make_policy(config, train.norm_stats(delta=True))
-    out.mkdir(parents=True, exist_ok=True)
-    export_onnx(policy, out / 'model.onnx').save(out)
-    return out
+    return tiny_export(out, joint_names=JOINTS, horizon=16, hold_still=True)
 
 
 def deploy_overrides(export: Path) -> dict[str, dict[str, object]]:

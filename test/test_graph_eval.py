@@ -11,13 +11,9 @@ import math
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
-from vla_learning.data.synthetic import SyntheticConfig, make_synthetic_datasets
-from vla_learning.export.onnx_export import export_onnx
-from vla_learning.policies.configuration_policy import PolicyConfig
-from vla_learning.policies.factory import make_policy
+from vla_learning.testing import tiny_export
 from vla_sim.graph_eval import GraphRun, evaluate_graph
 from vla_sim.sim import MujocoSim
 
@@ -50,21 +46,7 @@ def test_the_expert_graph_in_lockstep_repeats_exactly(tmp_path) -> None:
 
 def _tiny_sim_export(out: Path) -> Path:
     """An untrained flow policy on the sim arm's joints: it moves the arm, it solves nothing."""
-    train, _ = make_synthetic_datasets(
-        SyntheticConfig(num_train=16, num_val=4, image_size=32, horizon=8, dof=7, language='hashed')
-    )
-    features = train.features.replace(joint_names=MujocoSim().joint_names)
-    config = PolicyConfig(
-        type='flow', features=features,
-        vision={'backbone': 'tiny-cnn', 'pretrained': False, 'freeze': False},
-        trunk={'d_model': 32, 'num_layers': 1, 'num_heads': 2, 'mlp_ratio': 2.0},
-        flow={'expert_layers': 1, 'num_steps': 2},
-    )  # fmt: skip
-    torch.manual_seed(0)
-    policy = make_policy(config, train.norm_stats())
-    out.mkdir(parents=True)
-    export_onnx(policy, out / 'model.onnx').save(out)
-    return out
+    return tiny_export(out, joint_names=MujocoSim().joint_names, horizon=8)
 
 
 def test_a_policy_through_the_graph_with_an_injected_delay(tmp_path) -> None:
