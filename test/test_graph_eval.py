@@ -45,8 +45,9 @@ def test_the_expert_graph_in_lockstep_repeats_exactly(tmp_path) -> None:
 
 
 def _tiny_sim_export(out: Path) -> Path:
-    """An untrained flow policy on the sim arm's joints: it moves the arm, it solves nothing."""
-    return tiny_export(out, joint_names=MujocoSim().joint_names, horizon=8)
+    """An untrained flow policy on the sim arm's joints that holds it where it is: its chunks
+    stay inside the joint limits (the controller refuses any beyond them), it solves nothing."""
+    return tiny_export(out, joint_names=MujocoSim().joint_names, horizon=8, hold_still=True)
 
 
 def test_a_policy_through_the_graph_with_an_injected_delay(tmp_path) -> None:

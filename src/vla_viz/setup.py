@@ -21,7 +21,7 @@ setup(
     entry_points={
         'console_scripts': [
             'marker_node = vla_viz.marker_node:main',
-            'web_view = vla_viz.web_view_node:main',
+            'web_view_node = vla_viz.web_view_node:main',
         ],
     },
 )
